@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// The `memipc` command: a thin table of subcommands over the library.
+import { parseArgs } from "node:util";
+import { MemipcError } from "../errors.js";
+import { runServer, SERVER_HELP } from "./server.js";
+
+interface Command {
+  summary: string;
+  help: string;
+  run(args: string[]): Promise<void>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  server: { summary: "run the embedded memcached-compatible server", help: SERVER_HELP, run: runServer },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `Usage: memipc <command> [options]\n\nCommands:\n${lines.join("\n")}\n\nRun "memipc <command> --help" for a command's options.\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`memipc: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  const { values } = parseArgs({ args: rest, options: { help: { type: "boolean", short: "h" } }, strict: false });
+  if (values.help) {
+    process.stdout.write(command.help);
+    return 0;
+  }
+  await command.run(rest);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof MemipcError || (error instanceof TypeError && "code" in error)) {
+      process.stderr.write(`memipc: ${error.message}\n`);
+    } else {
+      process.stderr.write(`memipc: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    }
+    process.exitCode = 1;
+  },
+);

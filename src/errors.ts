@@ -1,0 +1,69 @@
+// Every error memipc raises: a base class with a stable `code`, and one subclass per kind of failure.
+// Reply errors map one to one onto memcached's error lines; transport errors onto socket failures.
+
+export const ErrorCode = {
+  protocol: "EPROTOCOL",
+  command: "ECOMMAND",
+  client: "ECLIENT",
+  server: "ESERVER",
+  connectionClosed: "ECONNCLOSED",
+  timeout: "ETIMEOUT",
+  config: "ECONFIG",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class MemipcError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Bytes that do not follow the memcached protocol (a malformed reply, a corrupt stream). */
+export class ProtocolError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.protocol, message, options);
+  }
+}
+
+/** The server answered `ERROR`: it did not know the command. */
+export class CommandError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.command, message, options);
+  }
+}
+
+/** The server answered `CLIENT_ERROR …`: the request was malformed or not allowed. */
+export class ClientError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.client, message, options);
+  }
+}
+
+/** The server answered `SERVER_ERROR …`: it could not do what was asked (out of memory, too large). */
+export class ServerError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.server, message, options);
+  }
+}
+
+export class ConnectionClosedError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.connectionClosed, message, options);
+  }
+}
+
+export class TimeoutError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.timeout, message, options);
+  }
+}
+
+/** Bad options or contradictory settings, found at start-up. */
+export class ConfigError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.config, message, options);
+  }
+}

@@ -1,0 +1,157 @@
+// One client connection: bytes in through the shared parser, replies out through one buffered write per
+// read, and backpressure so a client that stops reading cannot make the server hold unbounded replies.
+import type { Socket } from "node:net";
+import { RequestParser, type RequestHandler } from "../protocol/request-parser.js";
+import { After, type Engine, type Output } from "./engine.js";
+
+const SLAB_SIZE = 64 * 1024; // bytes of reply text gathered before a new slab is taken
+const COPY_LIMIT = 16 * 1024; // values at least this large are written as they are, not copied
+const FLUSH_AT = 256 * 1024; // bytes of pending replies that trigger a write mid-read
+
+/** Reply bytes gathered during one read, handed to the socket in as few writes as possible. */
+class ReplyBuffer implements Output {
+  #slab = Buffer.allocUnsafe(SLAB_SIZE);
+  #start = 0;
+  #pos = 0;
+  #parts: Buffer[] = [];
+  #partBytes = 0;
+
+  get size(): number {
+    return this.#partBytes + this.#pos - this.#start;
+  }
+
+  text(s: string): void {
+    const n = s.length;
+    if (this.#pos + n > this.#slab.length) this.#newSlab(n);
+    this.#pos += this.#slab.write(s, this.#pos, "latin1");
+  }
+
+  bytes(b: Buffer): void {
+    const n = b.length;
+    if (n >= COPY_LIMIT) {
+      this.#cut();
+      this.#parts.push(b);
+      this.#partBytes += n;
+      return;
+    }
+    if (this.#pos + n > this.#slab.length) this.#newSlab(n);
+    b.copy(this.#slab, this.#pos);
+    this.#pos += n;
+  }
+
+  /** Moves the bytes written so far into the parts list. */
+  #cut(): void {
+    if (this.#pos > this.#start) {
+      this.#parts.push(this.#slab.subarray(this.#start, this.#pos));
+      this.#partBytes += this.#pos - this.#start;
+      this.#start = this.#pos;
+    }
+  }
+
+  #newSlab(atLeast: number): void {
+    this.#cut();
+    this.#slab = Buffer.allocUnsafe(Math.max(SLAB_SIZE, atLeast));
+    this.#start = 0;
+    this.#pos = 0;
+  }
+
+  /** Everything gathered, in order; the buffer starts empty again. */
+  take(): Buffer[] {
+    this.#cut();
+    const parts = this.#parts;
+    this.#parts = [];
+    this.#partBytes = 0;
+    // Leave the rest of the slab for the next replies unless little is left.
+    if (this.#slab.length - this.#pos < 1024) {
+      this.#slab = Buffer.allocUnsafe(SLAB_SIZE);
+      this.#start = 0;
+      this.#pos = 0;
+    }
+    return parts;
+  }
+
+  discard(): void {
+    this.take();
+  }
+}
+
+export class Connection {
+  readonly socket: Socket;
+  readonly #engine: Engine;
+  readonly #parser: RequestParser;
+  readonly #out = new ReplyBuffer();
+  readonly #handler: RequestHandler;
+  #closing = false;
+  #waitingForDrain = false;
+
+  constructor(socket: Socket, engine: Engine) {
+    this.socket = socket;
+    this.#engine = engine;
+    this.#parser = new RequestParser({ maxItemSize: engine.options.maxItemSize });
+    this.#handler = (request) => this.#onRequest(request);
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    socket.on("drain", () => this.#onDrain());
+  }
+
+  /** Bytes this connection holds: unparsed input and unsent replies. */
+  get buffered(): number {
+    return this.#parser.buffered + this.#out.size + this.socket.writableLength;
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#engine.stats.bytesRead += chunk.length;
+    this.#parser.feed(chunk, this.#handler);
+    if (!this.#closing) this.#flush();
+  }
+
+  #onRequest(request: Parameters<RequestHandler>[0]): boolean {
+    const after = this.#engine.execute(request, this.#out);
+    if (after === After.close) {
+      this.#closing = true;
+      if (request.kind === "quit") {
+        this.#flush();
+        this.socket.end();
+      } else {
+        // memcached drops the connection at once here, unsent replies included.
+        this.#out.discard();
+        this.socket.destroy();
+      }
+      return false;
+    }
+    if (this.#out.size >= FLUSH_AT) {
+      this.#flush();
+      if (this.socket.writableNeedDrain) {
+        this.#waitingForDrain = true;
+        this.socket.pause();
+        return false;
+      }
+    }
+    return true;
+  }
+
+  #onDrain(): void {
+    if (!this.#waitingForDrain || this.#closing) return;
+    this.#waitingForDrain = false;
+    this.socket.resume();
+    this.#parser.resume(this.#handler);
+    if (!this.#closing) this.#flush();
+  }
+
+  #flush(): void {
+    const parts = this.#out.take();
+    if (parts.length === 0 || this.socket.destroyed) return;
+    let bytes = 0;
+    if (parts.length === 1) {
+      bytes = parts[0]!.length;
+      this.socket.write(parts[0]!);
+    } else {
+      this.socket.cork();
+      for (const part of parts) {
+        bytes += part.length;
+        this.socket.write(part);
+      }
+      this.socket.uncork();
+    }
+    this.#engine.stats.bytesWritten += bytes;
+  }
+}

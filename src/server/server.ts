@@ -1,0 +1,80 @@
+// The embedded memcached-compatible server: a TCP listener, its connections and one shared engine.
+import net from "node:net";
+import { once } from "node:events";
+import { Connection } from "./connection.js";
+import { Engine } from "./engine.js";
+import { resolveOptions, type ServerOptions } from "./options.js";
+
+const REAP_INTERVAL = 1000; // ms between sweeps for expired items
+const REAP_BATCH = 2000; // items looked at per sweep
+
+export class MemcachedServer {
+  readonly options: ServerOptions;
+  readonly engine: Engine;
+  readonly #server: net.Server;
+  readonly #connections = new Set<Connection>();
+  #reaper: NodeJS.Timeout | undefined;
+
+  constructor(options: ServerOptions) {
+    this.options = options;
+    this.engine = new Engine(options, () => Math.floor(Date.now() / 1000));
+    this.#server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+  }
+
+  get host(): string {
+    const address = this.#server.address();
+    return typeof address === "object" && address ? address.address : this.options.host;
+  }
+
+  get port(): number {
+    const address = this.#server.address();
+    return typeof address === "object" && address ? address.port : this.options.port;
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  async listen(): Promise<void> {
+    this.#server.listen({ host: this.options.host, port: this.options.port, backlog: 1024 });
+    await once(this.#server, "listening");
+    this.#reaper = setInterval(() => this.engine.store.reap(REAP_BATCH), REAP_INTERVAL);
+    this.#reaper.unref();
+  }
+
+  #accept(socket: net.Socket): void {
+    const stats = this.engine.stats;
+    socket.on("error", () => socket.destroy());
+    if (this.#connections.size >= this.options.maxConnections) {
+      // As memcached does when it runs out of connection slots.
+      stats.rejectedConnections++;
+      socket.end("ERROR Too many open connections\r\n");
+      return;
+    }
+    stats.totalConnections++;
+    stats.currConnections++;
+    const connection = new Connection(socket, this.engine);
+    this.#connections.add(connection);
+    if (this.options.idleTimeout > 0) {
+      socket.setTimeout(this.options.idleTimeout * 1000, () => socket.destroy());
+    }
+    socket.on("close", () => {
+      this.#connections.delete(connection);
+      stats.currConnections--;
+    });
+  }
+
+  /** Stops listening and closes every connection. */
+  async close(): Promise<void> {
+    if (this.#reaper) clearInterval(this.#reaper);
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const connection of this.#connections) connection.socket.destroy();
+    await closed;
+  }
+}
+
+export async function startServer(options: Partial<ServerOptions> = {}): Promise<MemcachedServer> {
+  const server = new MemcachedServer(resolveOptions(options));
+  await server.listen();
+  return server;
+}

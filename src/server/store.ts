@@ -1,0 +1,219 @@
+// The item store: a hash map in LRU order with memcached's expiry, flush, CAS and memory rules.
+
+export const ItemBit = {
+  fetched: 1,
+  active: 2,
+  stale: 4,
+  tokenSent: 8,
+  keyBinary: 16,
+} as const;
+
+export interface Item {
+  key: string;
+  value: Buffer;
+  flags: number;
+  /** Unix second at which the item is gone; 0 never. */
+  exptime: number;
+  cas: number;
+  /** Unix second of the last store or bump (memcached's it->time). */
+  time: number;
+  bits: number;
+  /** Bytes charged against the memory limit. */
+  size: number;
+}
+
+const REALTIME_MAXDELTA = 60 * 60 * 24 * 30; // seconds: larger TTLs are unix times
+const ITEM_HEADER = 48 + 8; // bytes memcached spends per item on its header and CAS
+
+/** Bytes an item costs, counted as memcached's ITEM_ntotal does. */
+export function itemSize(keyLength: number, flags: number, valueLength: number): number {
+  return ITEM_HEADER + keyLength + 1 + (flags === 0 ? 0 : 4) + valueLength + 2;
+}
+
+export interface StoreCounters {
+  evictions: number;
+  reclaimed: number;
+  expiredUnfetched: number;
+  evictedUnfetched: number;
+  evictedActive: number;
+  totalItems: number;
+  getExpired: number;
+  getFlushed: number;
+}
+
+export class Store {
+  readonly #items = new Map<string, Item>();
+  #bytes = 0;
+  #casId = 0;
+  #oldestLive = 0;
+  #oldestCas = 0;
+  memoryLimit: number;
+  /** Seconds since the epoch, as the server's clock ticks them. */
+  readonly now: () => number;
+  /** memcached's process_started: absolute times at or before it mean "already expired". */
+  readonly processStarted: number;
+  readonly counters: StoreCounters = {
+    evictions: 0,
+    reclaimed: 0,
+    expiredUnfetched: 0,
+    evictedUnfetched: 0,
+    evictedActive: 0,
+    totalItems: 0,
+    getExpired: 0,
+    getFlushed: 0,
+  };
+
+  constructor(memoryLimit: number, now: () => number) {
+    this.memoryLimit = memoryLimit;
+    this.now = now;
+    this.processStarted = now() - 62;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get count(): number {
+    return this.#items.size;
+  }
+
+  nextCas(): number {
+    return ++this.#casId;
+  }
+
+  /** Turns a TTL as sent into an absolute expiry second (memcached's realtime()). */
+  expiry(ttl: number): number {
+    if (ttl < 0) ttl = REALTIME_MAXDELTA + 1;
+    if (ttl === 0) return 0;
+    if (ttl > REALTIME_MAXDELTA) return ttl <= this.processStarted ? this.processStarted + 1 : ttl;
+    return this.now() + ttl;
+  }
+
+  #isFlushed(item: Item): boolean {
+    const oldestLive = this.#oldestLive;
+    if (oldestLive === 0 || oldestLive > this.now()) return false;
+    return item.time <= oldestLive || (this.#oldestCas !== 0 && item.cas !== 0 && item.cas < this.#oldestCas);
+  }
+
+  /** Looks an item up, dropping it if it expired or was flushed (memcached's do_item_get). */
+  peek(key: string): Item | undefined {
+    const item = this.#items.get(key);
+    if (item === undefined) return undefined;
+    if (this.#isFlushed(item)) {
+      this.counters.getFlushed++;
+      this.#unlink(item);
+      return undefined;
+    }
+    if (item.exptime !== 0 && item.exptime <= this.now()) {
+      this.counters.getExpired++;
+      if ((item.bits & ItemBit.fetched) === 0) this.counters.expiredUnfetched++;
+      this.#unlink(item);
+      return undefined;
+    }
+    return item;
+  }
+
+  /** A fetch that counts as a hit: marks the item fetched, then active (memcached's do_item_bump). */
+  bump(item: Item): void {
+    if ((item.bits & ItemBit.active) !== 0) return;
+    if ((item.bits & ItemBit.fetched) === 0) {
+      item.bits |= ItemBit.fetched;
+    } else {
+      item.bits |= ItemBit.active;
+      item.time = this.now();
+    }
+  }
+
+  get(key: string, bump: boolean): Item | undefined {
+    const item = this.peek(key);
+    if (item !== undefined && bump) this.bump(item);
+    return item;
+  }
+
+  /** memcached's do_item_update: refreshes the access time. */
+  touchTime(item: Item): void {
+    item.time = this.now();
+  }
+
+  newItem(key: string, value: Buffer, flags: number, exptime: number): Item {
+    return { key, value, flags, exptime, cas: 0, time: 0, bits: 0, size: itemSize(key.length, flags, value.length) };
+  }
+
+  /** Adds an item, giving it a new CAS unique, replacing any item under the same key. */
+  link(item: Item): void {
+    const old = this.#items.get(item.key);
+    if (old !== undefined) this.#unlink(old);
+    item.time = this.now();
+    item.cas = this.nextCas();
+    this.#makeRoom(item.size);
+    this.#items.set(item.key, item);
+    this.#bytes += item.size;
+    this.counters.totalItems++;
+  }
+
+  unlink(item: Item): void {
+    if (this.#items.get(item.key) === item) this.#unlink(item);
+  }
+
+  #unlink(item: Item): void {
+    this.#items.delete(item.key);
+    this.#bytes -= item.size;
+  }
+
+  /** Changes an item's value where it stands (incr/decr that fit), keeping its place and TTL. */
+  rewrite(item: Item, value: Buffer): void {
+    item.value = value;
+    item.cas = this.nextCas();
+    item.time = this.now();
+  }
+
+  flush(delay: number): void {
+    const newOldest = delay > 0 ? this.expiry(delay) : this.now();
+    this.#oldestLive = newOldest - 1;
+    if (this.#oldestLive <= this.now()) this.#oldestCas = this.nextCas();
+  }
+
+  /**
+   * Evicts from the cold end until `size` more bytes fit. An item fetched twice since it was last
+   * considered gets a second chance (moved to the warm end), as memcached's segmented LRU gives one.
+   */
+  #makeRoom(size: number): void {
+    if (this.#bytes + size <= this.memoryLimit) return;
+    const now = this.now();
+    let secondChances = this.#items.size;
+    for (const item of this.#items.values()) {
+      if (this.#bytes + size <= this.memoryLimit) return;
+      const expired = (item.exptime !== 0 && item.exptime <= now) || this.#isFlushed(item);
+      if (!expired && (item.bits & ItemBit.active) !== 0 && secondChances-- > 0) {
+        item.bits &= ~ItemBit.active;
+        this.#items.delete(item.key);
+        this.#items.set(item.key, item);
+        continue;
+      }
+      this.#unlink(item);
+      if (expired) {
+        this.counters.reclaimed++;
+      } else {
+        this.counters.evictions++;
+        if ((item.bits & ItemBit.fetched) === 0) this.counters.evictedUnfetched++;
+        if ((item.bits & ItemBit.active) !== 0) this.counters.evictedActive++;
+      }
+    }
+  }
+
+  /** Drops expired items from the cold end, at most `limit` of them looked at (a light crawler). */
+  reap(limit: number): number {
+    const now = this.now();
+    let looked = 0;
+    let dropped = 0;
+    for (const item of this.#items.values()) {
+      if (looked++ >= limit) break;
+      if ((item.exptime !== 0 && item.exptime <= now) || this.#isFlushed(item)) {
+        this.#unlink(item);
+        this.counters.reclaimed++;
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+}
