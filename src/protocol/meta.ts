@@ -220,7 +220,3 @@ export function decodeBase64Key(text: string): string | undefined {
   if (out.length === 0) return undefined;
   return Buffer.from(out).toString("latin1", 0, out.length);
 }
-
-export function encodeBase64Key(key: string): string {
-  return Buffer.from(key, "latin1").toString("base64");
-}

@@ -1,10 +1,10 @@
 // Streaming parser for what clients send to a memcached server: command lines and their data blocks,
 // validated exactly as memcached 1.6 validates them, under any split of the byte stream.
-import { META_MAX_TOKENS, META_MAX_OPAQUE, emptyMetaFlags, preparseMetaFlags, decodeBase64Key } from "./meta.js";
+import { META_MAX_TOKENS, META_MAX_OPAQUE, preparseMetaFlags, decodeBase64Key } from "./meta.js";
+import { MAX_KEY_LENGTH } from "./keys.js";
 import { parseI32, parseU32, parseU64 } from "./numbers.js";
 import type { Request, RetrievalCommand, StorageCommand, StoreRequest, MetaSetRequest } from "./requests.js";
 
-export const KEY_MAX_LENGTH = 250; // bytes
 export const MAX_TOKENS = 24; // memcached tokenizes at most this many, counting its end marker
 export const LINE_LIMIT = 2048; // bytes without a newline before a non-get line is given up on
 export const READ_BUFFER = 16384; // memcached's read buffer: a longer non-get line cannot be read whole
@@ -108,7 +108,8 @@ export class RequestParser {
         if (this.#buffer[end - 2] !== 13 || this.#buffer[end - 1] !== 10) {
           // memcached reads exactly the declared length; a block not ending in \r\n is refused whole.
           const noreply = request.kind === "store" ? request.noreply : false;
-          if (this.#emit(handler, { kind: "rejected", line: "CLIENT_ERROR bad data chunk", noreply })) continue;
+          if (this.#emit(handler, { kind: "rejected", line: "CLIENT_ERROR bad data chunk", noreply }))
+            continue;
           break;
         }
         // Own the bytes: a view would pin the whole network chunk in memory for the item's lifetime.
@@ -219,9 +220,11 @@ export class RequestParser {
         if (ntokens !== 4 && ntokens !== 5) return this.#reject(handler, "ERROR", false);
         const noreply = isNoreply(t, ntokens);
         const key = t[1]!;
-        if (key.length > KEY_MAX_LENGTH) return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
+        if (key.length > MAX_KEY_LENGTH)
+          return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
         const delta = parseU64(t[2]!);
-        if (delta === undefined) return this.#reject(handler, "CLIENT_ERROR invalid numeric delta argument", noreply);
+        if (delta === undefined)
+          return this.#reject(handler, "CLIENT_ERROR invalid numeric delta argument", noreply);
         return this.#emit(handler, { kind: "arithmetic", incr: name === "incr", key, delta, noreply });
       }
       case "delete":
@@ -231,7 +234,8 @@ export class RequestParser {
         if (ntokens !== 4 && ntokens !== 5) return this.#reject(handler, "ERROR", false);
         const noreply = isNoreply(t, ntokens);
         const key = t[1]!;
-        if (key.length > KEY_MAX_LENGTH) return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
+        if (key.length > MAX_KEY_LENGTH)
+          return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
         const ttl = parseI32(t[2]!);
         if (ttl === undefined) return this.#reject(handler, "CLIENT_ERROR invalid exptime argument", noreply);
         return this.#emit(handler, { kind: "touch", key, ttl, noreply });
@@ -242,7 +246,8 @@ export class RequestParser {
         let delay = 0;
         if (ntokens !== (noreply ? 3 : 2)) {
           const parsed = parseI32(t[1]!);
-          if (parsed === undefined) return this.#reject(handler, "CLIENT_ERROR invalid exptime argument", noreply);
+          if (parsed === undefined)
+            return this.#reject(handler, "CLIENT_ERROR invalid exptime argument", noreply);
           delay = parsed;
         }
         return this.#emit(handler, { kind: "flush_all", delay, noreply });
@@ -293,7 +298,7 @@ export class RequestParser {
     if (rest.length > 0) keys = keys.concat(splitTokens(rest));
     let keyTooLong = false;
     for (let i = 0; i < keys.length; i++) {
-      if (keys[i]!.length > KEY_MAX_LENGTH) {
+      if (keys[i]!.length > MAX_KEY_LENGTH) {
         keys = keys.slice(0, i);
         keyTooLong = true;
         break;
@@ -305,7 +310,8 @@ export class RequestParser {
   #store(command: StorageCommand, t: string[], ntokens: number, handler: RequestHandler): boolean {
     const noreply = isNoreply(t, ntokens);
     const key = t[1]!;
-    if (key.length > KEY_MAX_LENGTH) return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
+    if (key.length > MAX_KEY_LENGTH)
+      return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
     const flags = parseU32(t[2]!);
     const ttl = flags === undefined ? undefined : parseI32(t[3]!);
     const length = ttl === undefined ? undefined : parseI32(t[4]!);
@@ -364,15 +370,18 @@ export class RequestParser {
       }
     }
     const key = t[1]!;
-    if (key.length > KEY_MAX_LENGTH) return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
+    if (key.length > MAX_KEY_LENGTH)
+      return this.#reject(handler, "CLIENT_ERROR bad command line format", noreply);
     return this.#emit(handler, { kind: "delete", key, noreply });
   }
 
   #meta(kind: "mg" | "md" | "ma", t: string[], ntokens: number, handler: RequestHandler): boolean {
     if (ntokens < 3) return this.#reject(handler, "ERROR", false);
-    if (t[1]!.length > KEY_MAX_LENGTH) return this.#reject(handler, "CLIENT_ERROR bad command line format", false);
+    if (t[1]!.length > MAX_KEY_LENGTH)
+      return this.#reject(handler, "CLIENT_ERROR bad command line format", false);
     if (ntokens > META_MAX_TOKENS) {
-      const line = kind === "mg" ? "CLIENT_ERROR options flags are too long" : "CLIENT_ERROR options flags too long";
+      const line =
+        kind === "mg" ? "CLIENT_ERROR options flags are too long" : "CLIENT_ERROR options flags too long";
       return this.#reject(handler, line, false);
     }
     const tokens = t.slice(2);
@@ -392,7 +401,7 @@ export class RequestParser {
 
   #metaSet(t: string[], ntokens: number, handler: RequestHandler): boolean {
     if (ntokens < 3) return this.#reject(handler, "ERROR", false);
-    if (t[1]!.length > KEY_MAX_LENGTH || ntokens === 3) {
+    if (t[1]!.length > MAX_KEY_LENGTH || ntokens === 3) {
       return this.#reject(handler, "CLIENT_ERROR bad command line format", false);
     }
     if (ntokens > META_MAX_TOKENS) return this.#reject(handler, "CLIENT_ERROR options flags too long", false);
@@ -411,7 +420,13 @@ export class RequestParser {
         error = "CLIENT_ERROR opaque token too long";
       }
     }
-    const request: MetaSetRequest = { kind: "ms", key: parsed.key, tokens, flags: parsed.flags, data: undefined };
+    const request: MetaSetRequest = {
+      kind: "ms",
+      key: parsed.key,
+      tokens,
+      flags: parsed.flags,
+      data: undefined,
+    };
     if (error !== undefined) {
       this.#swallow(length + 2);
       return this.#reject(handler, error, false);
@@ -424,7 +439,7 @@ export class RequestParser {
   }
 
   #metaDebug(t: string[], ntokens: number, handler: RequestHandler): boolean {
-    if (ntokens < 3 || t[1]!.length > KEY_MAX_LENGTH) {
+    if (ntokens < 3 || t[1]!.length > MAX_KEY_LENGTH) {
       return this.#reject(handler, "CLIENT_ERROR bad command line format", false);
     }
     let key = t[1]!;
@@ -474,4 +489,5 @@ function isNoreply(t: string[], ntokens: number): boolean {
   return t[ntokens - 2] === "noreply";
 }
 
-export { emptyMetaFlags };
+/** Re-exported for tests that build expected frames. */
+export { emptyMetaFlags } from "./meta.js";

@@ -1,5 +1,5 @@
 // Carries out parsed requests against the store and writes memcached's replies, byte for byte.
-import { encodeBase64Key } from "../protocol/meta.js";
+import { toBase64Key } from "../protocol/keys.js";
 import type { MetaFlags } from "../protocol/meta.js";
 import { META_MAX_OPAQUE } from "../protocol/meta.js";
 import { parseStoredU64 } from "../protocol/numbers.js";
@@ -27,7 +27,12 @@ export interface Output {
 const U64_MASK = (1n << 64n) - 1n;
 
 type StoreResult = "STORED" | "EXISTS" | "NOT_FOUND" | "NOT_STORED";
-const META_CODE: Record<StoreResult, string> = { STORED: "HD", EXISTS: "EX", NOT_FOUND: "NF", NOT_STORED: "NS" };
+const META_CODE: Record<StoreResult, string> = {
+  STORED: "HD",
+  EXISTS: "EX",
+  NOT_FOUND: "NF",
+  NOT_STORED: "NS",
+};
 
 /** What a request asks of the connection after its reply. */
 export const After = { continue: 0, close: 1 } as const;
@@ -119,10 +124,12 @@ export class Engine {
           return After.continue;
         }
         const now = this.store.now();
-        const key = item.bits & ItemBit.keyBinary ? encodeBase64Key(item.key) : item.key;
+        const key = item.bits & ItemBit.keyBinary ? toBase64Key(Buffer.from(item.key, "latin1")) : item.key;
         const exp = item.exptime === 0 ? -1 : now - item.exptime;
         const fetched = item.bits & ItemBit.fetched ? "yes" : "no";
-        out.text(`ME ${key} exp=${exp} la=${now - item.time} cas=${item.cas} fetch=${fetched} cls=1 size=${item.size}\r\n`);
+        out.text(
+          `ME ${key} exp=${exp} la=${now - item.time} cas=${item.cas} fetch=${fetched} cls=1 size=${item.size}\r\n`,
+        );
         return After.continue;
       }
       case "rejected":
@@ -202,7 +209,14 @@ export class Engine {
       if (command === "cas") this.stats.casMisses++;
       return command === "cas" ? "NOT_FOUND" : "NOT_STORED";
     }
-    const casMatch = cas === 0n ? "none" : cas === BigInt(old.cas) ? "match" : casStale && cas < BigInt(old.cas) ? "stale" : "bad";
+    const casMatch =
+      cas === 0n
+        ? "none"
+        : cas === BigInt(old.cas)
+          ? "match"
+          : casStale && cas < BigInt(old.cas)
+            ? "stale"
+            : "bad";
     switch (command) {
       case "add":
         store.touchTime(old);
@@ -224,7 +238,9 @@ export class Engine {
       case "prepend": {
         if (casMatch !== "none" && casMatch !== "match") return "EXISTS";
         const value =
-          command === "append" ? Buffer.concat([old.value, item.value]) : Buffer.concat([item.value, old.value]);
+          command === "append"
+            ? Buffer.concat([old.value, item.value])
+            : Buffer.concat([item.value, old.value]);
         const combined = store.newItem(old.key, value, old.flags, old.exptime);
         if (!this.#fits(combined)) return "NOT_STORED";
         store.link(combined);
@@ -261,7 +277,11 @@ export class Engine {
     incr: boolean,
     delta: bigint,
     cas: bigint,
-  ): { item: Item; text: string } | "NOT_FOUND" | "EXISTS" | "CLIENT_ERROR cannot increment or decrement non-numeric value" {
+  ):
+    | { item: Item; text: string }
+    | "NOT_FOUND"
+    | "EXISTS"
+    | "CLIENT_ERROR cannot increment or decrement non-numeric value" {
     const item = this.store.peek(key);
     if (!item) return "NOT_FOUND";
     if (item.value.length === 0) return "CLIENT_ERROR cannot increment or decrement non-numeric value";
@@ -334,7 +354,12 @@ export class Engine {
           break;
         case "R": {
           const recache = store.expiry(flags.recacheTtl);
-          if ((item.bits & ItemBit.tokenSent) === 0 && !created && item.exptime !== 0 && item.exptime < recache) {
+          if (
+            (item.bits & ItemBit.tokenSent) === 0 &&
+            !created &&
+            item.exptime !== 0 &&
+            item.exptime < recache
+          ) {
             won = true;
           }
           break;
@@ -416,7 +441,12 @@ export class Engine {
         break;
     }
     if (flags.hasCas && (command === "set" || command === "replace")) command = "cas";
-    const item = this.store.newItem(request.key, request.data, flags.clientFlags, this.store.expiry(flags.ttl));
+    const item = this.store.newItem(
+      request.key,
+      request.data,
+      flags.clientFlags,
+      this.store.expiry(flags.ttl),
+    );
     if (flags.base64Key) item.bits |= ItemBit.keyBinary;
     const result = this.#storeItem(item, command, flags.compareCas, flags.invalidate && command === "cas");
     if (result === "STORED" && flags.quiet) return;
@@ -517,7 +547,8 @@ export class Engine {
             if (created) item.exptime = this.store.expiry(flags.vivifyTtl);
             break;
           case "O":
-            if (token.length > META_MAX_OPAQUE) return void out.text("CLIENT_ERROR opaque token too long\r\n");
+            if (token.length > META_MAX_OPAQUE)
+              return void out.text("CLIENT_ERROR opaque token too long\r\n");
             line += " " + token;
             break;
           case "k":
@@ -548,7 +579,7 @@ export class Engine {
 }
 
 function metaKey(key: string, binary: boolean): string {
-  return binary ? ` k${encodeBase64Key(key)} b` : ` k${key}`;
+  return binary ? ` k${toBase64Key(Buffer.from(key, "latin1"))} b` : ` k${key}`;
 }
 
 /** Answers for administrative commands memipc accepts but has nothing to tune for. */

@@ -68,7 +68,8 @@ function dropUndefined<T extends object>(value: T): Partial<T> {
 /** Parses sizes as memcached's flags take them: "64m", "512k", "1g", or plain bytes. */
 export function parseSize(text: string, what: string): number {
   const match = /^(\d+)([kmg]?)b?$/i.exec(text.trim());
-  if (!match) throw new ConfigError(`${what} "${text}" is not a size: write bytes or a number with k, m or g`);
+  if (!match)
+    throw new ConfigError(`${what} "${text}" is not a size: write bytes or a number with k, m or g`);
   const unit = { "": 1, k: 1024, m: 1024 * 1024, g: 1024 * 1024 * 1024 }[match[2]!.toLowerCase()]!;
   return Number(match[1]) * unit;
 }

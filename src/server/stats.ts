@@ -63,7 +63,8 @@ export class ServerStats {
         return lines(this.settings(engine));
       case "cachedump": {
         if (args.length < 3) return "CLIENT_ERROR bad command line\r\n";
-        if (!/^\d+$/.test(args[1]!) || !/^\d+$/.test(args[2]!)) return "CLIENT_ERROR bad command line format\r\n";
+        if (!/^\d+$/.test(args[1]!) || !/^\d+$/.test(args[2]!))
+          return "CLIENT_ERROR bad command line format\r\n";
         if (Number(args[1]) >= 64) return "CLIENT_ERROR Illegal slab id\r\n";
         return "END\r\n";
       }

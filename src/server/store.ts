@@ -136,7 +136,16 @@ export class Store {
   }
 
   newItem(key: string, value: Buffer, flags: number, exptime: number): Item {
-    return { key, value, flags, exptime, cas: 0, time: 0, bits: 0, size: itemSize(key.length, flags, value.length) };
+    return {
+      key,
+      value,
+      flags,
+      exptime,
+      cas: 0,
+      time: 0,
+      bits: 0,
+      size: itemSize(key.length, flags, value.length),
+    };
   }
 
   /** Adds an item, giving it a new CAS unique, replacing any item under the same key. */
