@@ -30,7 +30,11 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`memipc: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
-  const { values } = parseArgs({ args: rest, options: { help: { type: "boolean", short: "h" } }, strict: false });
+  const { values } = parseArgs({
+    args: rest,
+    options: { help: { type: "boolean", short: "h" } },
+    strict: false,
+  });
   if (values.help) {
     process.stdout.write(command.help);
     return 0;
@@ -47,7 +51,9 @@ main(process.argv.slice(2)).then(
     if (error instanceof MemipcError || (error instanceof TypeError && "code" in error)) {
       process.stderr.write(`memipc: ${error.message}\n`);
     } else {
-      process.stderr.write(`memipc: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.stderr.write(
+        `memipc: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
     }
     process.exitCode = 1;
   },

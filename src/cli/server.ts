@@ -28,34 +28,44 @@ function integer(text: string, what: string): number {
 
 /** Flags override environment variables, which override defaults. */
 export function serverOptionsFrom(args: string[], env: NodeJS.ProcessEnv): ServerOptions {
-  const { values } = parseArgs({
-    args,
-    options: {
-      listen: { type: "string" },
-      port: { type: "string", short: "p" },
-      memory: { type: "string", short: "m" },
-      "max-item-size": { type: "string", short: "I" },
-      "max-connections": { type: "string", short: "c" },
-      "idle-timeout": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        listen: { type: "string" },
+        port: { type: "string", short: "p" },
+        memory: { type: "string", short: "m" },
+        "max-item-size": { type: "string", short: "I" },
+        "max-connections": { type: "string", short: "c" },
+        "idle-timeout": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}: see "memipc server --help"`, { cause: error });
+  }
   const options = defaultOptions();
-  const pick = (flag: string | undefined, name: string) => flag ?? env[name];
-  const listen = pick(values.listen, "MEMIPC_LISTEN");
-  if (listen !== undefined) options.host = listen;
-  const port = pick(values.port, "MEMIPC_PORT");
-  if (port !== undefined) options.port = integer(port, "--port");
-  const memory = pick(values.memory, "MEMIPC_MEMORY");
-  if (memory !== undefined) options.memoryLimit = parseSize(memory, "--memory");
-  const maxItem = pick(values["max-item-size"], "MEMIPC_MAX_ITEM_SIZE");
-  if (maxItem !== undefined) options.maxItemSize = parseSize(maxItem, "--max-item-size");
-  const maxConnections = pick(values["max-connections"], "MEMIPC_MAX_CONNECTIONS");
-  if (maxConnections !== undefined) options.maxConnections = integer(maxConnections, "--max-connections");
-  const idle = pick(values["idle-timeout"], "MEMIPC_IDLE_TIMEOUT");
-  if (idle !== undefined) options.idleTimeout = integer(idle, "--idle-timeout");
+  /** The flag's value, else the environment's, with the name to quote if it is wrong. */
+  const pick = (flag: string, value: string | undefined, name: string): [string, string] | undefined => {
+    if (value !== undefined) return [value, flag];
+    const fromEnv = env[name];
+    return fromEnv === undefined ? undefined : [fromEnv, name];
+  };
+  const listen = pick("--listen", values.listen, "MEMIPC_LISTEN");
+  if (listen) options.host = listen[0];
+  const port = pick("--port", values.port, "MEMIPC_PORT");
+  if (port) options.port = integer(...port);
+  const memory = pick("--memory", values.memory, "MEMIPC_MEMORY");
+  if (memory) options.memoryLimit = parseSize(...memory);
+  const maxItem = pick("--max-item-size", values["max-item-size"], "MEMIPC_MAX_ITEM_SIZE");
+  if (maxItem) options.maxItemSize = parseSize(...maxItem);
+  const maxConnections = pick("--max-connections", values["max-connections"], "MEMIPC_MAX_CONNECTIONS");
+  if (maxConnections) options.maxConnections = integer(...maxConnections);
+  const idle = pick("--idle-timeout", values["idle-timeout"], "MEMIPC_IDLE_TIMEOUT");
+  if (idle) options.idleTimeout = integer(...idle);
   return options;
 }
 
@@ -73,7 +83,9 @@ export async function runServer(args: string[]): Promise<void> {
       );
     }
     if (code === "EADDRNOTAVAIL") {
-      throw new ConfigError(`cannot bind ${options.host}: it is not an address of this machine`, { cause: error });
+      throw new ConfigError(`cannot bind ${options.host}: it is not an address of this machine`, {
+        cause: error,
+      });
     }
     throw error;
   }

@@ -70,6 +70,7 @@ class ReplyBuffer implements Output {
     return parts;
   }
 
+  /** Drops replies not handed to the socket yet. */
   discard(): void {
     this.take();
   }
@@ -101,7 +102,18 @@ export class Connection {
   #onData(chunk: Buffer): void {
     this.#engine.stats.bytesRead += chunk.length;
     this.#parser.feed(chunk, this.#handler);
-    if (!this.#closing) this.#flush();
+    if (!this.#closing) {
+      this.#flush();
+      this.#holdIfBackedUp();
+    }
+  }
+
+  /** Stops reading while the client is not taking its replies, as memcached stops reading then. */
+  #holdIfBackedUp(): boolean {
+    if (this.#waitingForDrain || !this.socket.writableNeedDrain) return false;
+    this.#waitingForDrain = true;
+    this.socket.pause();
+    return true;
   }
 
   #onRequest(request: Parameters<RequestHandler>[0]): boolean {
@@ -120,11 +132,7 @@ export class Connection {
     }
     if (this.#out.size >= FLUSH_AT) {
       this.#flush();
-      if (this.socket.writableNeedDrain) {
-        this.#waitingForDrain = true;
-        this.socket.pause();
-        return false;
-      }
+      if (this.#holdIfBackedUp()) return false;
     }
     return true;
   }
@@ -134,7 +142,10 @@ export class Connection {
     this.#waitingForDrain = false;
     this.socket.resume();
     this.#parser.resume(this.#handler);
-    if (!this.#closing) this.#flush();
+    if (!this.#closing) {
+      this.#flush();
+      this.#holdIfBackedUp();
+    }
   }
 
   #flush(): void {

@@ -22,6 +22,8 @@ export interface Output {
   text(s: string): void;
   /** Appends bytes as is. */
   bytes(b: Buffer): void;
+  /** Drops replies gathered but not sent yet (memcached culls them on some errors). */
+  discard(): void;
 }
 
 const U64_MASK = (1n << 64n) - 1n;
@@ -177,7 +179,13 @@ export class Engine {
         sink.text("\r\n");
       }
     }
-    out.text(request.keyTooLong ? "CLIENT_ERROR bad command line format\r\n" : "END\r\n");
+    if (request.keyTooLong) {
+      // memcached culls every reply it has not sent yet, earlier commands' included.
+      out.discard();
+      out.text("CLIENT_ERROR bad command line format\r\n");
+    } else {
+      out.text("END\r\n");
+    }
   }
 
   #store(request: StoreRequest, out: Output): void {
