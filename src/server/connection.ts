@@ -3,6 +3,7 @@
 import type { Socket } from "node:net";
 import { RequestParser, type RequestHandler } from "../protocol/request-parser.js";
 import { After, type Engine, type Output } from "./engine.js";
+import type { Item } from "./store.js";
 
 const SLAB_SIZE = 64 * 1024; // bytes of reply text gathered before a new slab is taken
 const COPY_LIMIT = 16 * 1024; // values at least this large are written as they are, not copied
@@ -15,6 +16,7 @@ class ReplyBuffer implements Output {
   #pos = 0;
   #parts: Buffer[] = [];
   #partBytes = 0;
+  #pinned: Item[] = [];
 
   get size(): number {
     return this.#partBytes + this.#pos - this.#start;
@@ -55,8 +57,20 @@ class ReplyBuffer implements Output {
     this.#pos = 0;
   }
 
-  /** Everything gathered, in order; the buffer starts empty again. */
+  pin(item: Item): void {
+    item.refs++;
+    this.#pinned.push(item);
+  }
+
+  release(): void {
+    if (this.#pinned.length === 0) return;
+    for (const item of this.#pinned) item.refs--;
+    this.#pinned = [];
+  }
+
+  /** Everything gathered, in order; the buffer starts empty again and pinned items are let go. */
   take(): Buffer[] {
+    this.release();
     this.#cut();
     const parts = this.#parts;
     this.#parts = [];

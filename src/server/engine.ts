@@ -24,6 +24,10 @@ export interface Output {
   bytes(b: Buffer): void;
   /** Drops replies gathered but not sent yet (memcached culls them on some errors). */
   discard(): void;
+  /** Marks an item as held by a reply until that reply is sent. */
+  pin(item: Item): void;
+  /** What memcached does when it sends its replies at once (after get and mn): held items are let go. */
+  release(): void;
 }
 
 const U64_MASK = (1n << 64n) - 1n;
@@ -99,6 +103,7 @@ export class Engine {
         return After.continue;
       case "mn":
         out.text("MN\r\n");
+        out.release();
         return After.continue;
       case "stats":
         out.text(this.stats.report(request.args, this));
@@ -185,6 +190,7 @@ export class Engine {
       out.text("CLIENT_ERROR bad command line format\r\n");
     } else {
       out.text("END\r\n");
+      out.release();
     }
   }
 
@@ -305,8 +311,9 @@ export class Engine {
       this.stats.decrHits++;
     }
     const text = next.toString();
-    if (text.length <= item.value.length) {
-      // In place, as memcached does it: the rest of the old width is filled with spaces.
+    if (text.length <= item.value.length && item.refs === 0) {
+      // In place, as memcached does it when nothing else holds the item: the rest of the old width is
+      // filled with spaces. A reply still waiting to be sent holds it, so then a new item is made.
       const value = Buffer.alloc(item.value.length, 32);
       value.write(text, 0, "latin1");
       this.store.rewrite(item, value);
@@ -409,6 +416,7 @@ export class Engine {
       item.bits |= ItemBit.tokenSent;
     }
     if (flags.locked && !flags.noUpdate) store.bump(item);
+    out.pin(item);
     if (ttlSet) {
       this.stats.cmdTouch++;
       this.stats.touchHits++;

@@ -20,6 +20,8 @@ export interface Item {
   bits: number;
   /** Bytes charged against the memory limit. */
   size: number;
+  /** Replies not yet sent that hold this item (memcached's extra references). */
+  refs: number;
 }
 
 const REALTIME_MAXDELTA = 60 * 60 * 24 * 30; // seconds: larger TTLs are unix times
@@ -39,6 +41,8 @@ export interface StoreCounters {
   totalItems: number;
   getExpired: number;
   getFlushed: number;
+  crawlerReclaimed: number;
+  crawlerChecked: number;
 }
 
 export class Store {
@@ -47,6 +51,7 @@ export class Store {
   #casId = 0;
   #oldestLive = 0;
   #oldestCas = 0;
+  #crawler: MapIterator<Item> | undefined;
   memoryLimit: number;
   /** Seconds since the epoch, as the server's clock ticks them. */
   readonly now: () => number;
@@ -61,6 +66,8 @@ export class Store {
     totalItems: 0,
     getExpired: 0,
     getFlushed: 0,
+    crawlerReclaimed: 0,
+    crawlerChecked: 0,
   };
 
   constructor(memoryLimit: number, now: () => number) {
@@ -145,6 +152,7 @@ export class Store {
       time: 0,
       bits: 0,
       size: itemSize(key.length, flags, value.length),
+      refs: 0,
     };
   }
 
@@ -178,8 +186,10 @@ export class Store {
 
   flush(delay: number): void {
     const newOldest = delay > 0 ? this.expiry(delay) : this.now();
-    this.#oldestLive = newOldest - 1;
-    if (this.#oldestLive <= this.now()) this.#oldestCas = this.nextCas();
+    // A time at or before the server's start makes memcached's oldest_live 0, which disables the flush;
+    // the CAS unique it takes is still used up.
+    this.#oldestLive = newOldest - 1 <= this.processStarted ? 0 : newOldest - 1;
+    if (newOldest - 1 <= this.now()) this.#oldestCas = this.nextCas();
   }
 
   /**
@@ -210,16 +220,26 @@ export class Store {
     }
   }
 
-  /** Drops expired items from the cold end, at most `limit` of them looked at (a light crawler). */
+  /**
+   * A light crawler: looks at up to `limit` items, resuming where the last call stopped and wrapping
+   * around, and drops the expired or flushed ones so memory is freed even for keys nobody reads again.
+   */
   reap(limit: number): number {
     const now = this.now();
-    let looked = 0;
     let dropped = 0;
-    for (const item of this.#items.values()) {
-      if (looked++ >= limit) break;
+    for (let looked = 0; looked < limit; looked++) {
+      this.#crawler ??= this.#items.values();
+      const next = this.#crawler.next();
+      if (next.done) {
+        this.#crawler = undefined;
+        break;
+      }
+      const item = next.value;
+      this.counters.crawlerChecked++;
+      if (this.#items.get(item.key) !== item) continue;
       if ((item.exptime !== 0 && item.exptime <= now) || this.#isFlushed(item)) {
         this.#unlink(item);
-        this.counters.reclaimed++;
+        this.counters.crawlerReclaimed++;
         dropped++;
       }
     }
