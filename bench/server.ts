@@ -1,5 +1,6 @@
-// Scenario "server": real memcached and the embedded server, each in its own process, driven in turn by
-// the same native load generator (memcaslap, from Debian's libmemcached-tools) under identical settings.
+// Scenario "server": real memcached, the Node.js floor (bench/node-floor.ts) and the embedded server, each in
+// its own process, driven in turn by the same native load generator (memcaslap, from Debian's
+// libmemcached-tools) under identical settings.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -13,7 +14,7 @@ import type { Scenario } from "./main.js";
 
 const HOST = "127.0.0.1"; // loopback only: the benchmark never listens anywhere else
 export const DEFAULT_SECONDS = 10; // seconds of load per measurement (memcaslap's -t)
-export const DEFAULT_ROUNDS = 1; // each round measures every workload on both servers; medians are reported
+export const DEFAULT_ROUNDS = 1; // each round measures every workload on every server; medians are reported
 // The reference machine has 2 cores, shared by the load generator and the server under test. memcached gets
 // one worker thread per core (-t 2) and memcaslap one thread per core (-T 2): both sides can use the whole
 // machine, and the embedded server (one Node.js event loop) competes for it under the same conditions.
@@ -87,6 +88,20 @@ interface Target {
   command(port: number): { file: string; args: string[] };
 }
 
+/** One ratio column: the rate of target `of` over the rate of target `to` (indexes into the targets). */
+interface Comparison {
+  /** JSON key prefix; the workload's id is appended. */
+  readonly key: string;
+  readonly of: number;
+  readonly to: number;
+}
+
+/** The servers of a run, in column order (the first is the baseline), and the ratios to report. */
+interface Lineup {
+  readonly targets: Target[];
+  readonly comparisons: Comparison[];
+}
+
 /** What one memcaslap run reported, plus the server's CPU use during it. */
 export interface LoadResult {
   runSeconds: number;
@@ -110,11 +125,14 @@ interface Options {
   loadThreads: number;
   json: boolean;
   validate: boolean;
+  floor: boolean;
 }
 
 export const serverScenario: Scenario = {
   name: "server",
-  summary: "embedded server vs real memcached under memcaslap: get/set 90/10 at 16 and 64 conns, multi-get",
+  summary:
+    "embedded server vs real memcached and the Node.js floor under memcaslap: get/set 90/10 at 16 and 64 " +
+    "conns, multi-get",
   options: [
     `  --json                  print one JSON object with every figure as the last line`,
     `  --seconds N             seconds of load per measurement (default ${DEFAULT_SECONDS})`,
@@ -122,6 +140,7 @@ export const serverScenario: Scenario = {
     `  --memcached-threads N   memcached's -t (default ${DEFAULT_MEMCACHED_THREADS})`,
     `  --load-threads N        memcaslap's -T; 16 and 64 must be multiples of it (default ${DEFAULT_LOAD_THREADS})`,
     `  --validate              measure real memcached in both columns, to check the harness (ratios near 1)`,
+    `  --no-floor              leave out the node floor column (a store-less Node.js server, bench/node-floor.ts)`,
     "",
     `Needs memcached and memcaslap on PATH (or $MEMCACHED_BIN, $MEMCASLAP_BIN): ${INSTALL_HINT}`,
   ].join("\n"),
@@ -131,6 +150,7 @@ export const serverScenario: Scenario = {
 const OPTION_SPEC = {
   json: { type: "boolean", default: false },
   validate: { type: "boolean", default: false },
+  "no-floor": { type: "boolean", default: false },
   seconds: { type: "string", default: String(DEFAULT_SECONDS) },
   rounds: { type: "string", default: String(DEFAULT_ROUNDS) },
   "memcached-threads": { type: "string", default: String(DEFAULT_MEMCACHED_THREADS) },
@@ -153,6 +173,7 @@ function parseOptions(args: readonly string[]): Options {
   const options: Options = {
     json: values.json,
     validate: values.validate,
+    floor: !values["no-floor"],
     seconds: wholeNumber(values.seconds, "--seconds", 1, 3600),
     rounds: wholeNumber(values.rounds, "--rounds", 1, 100),
     memcachedThreads: wholeNumber(values["memcached-threads"], "--memcached-threads", 1, 64),
@@ -188,12 +209,7 @@ async function runServerScenario(args: readonly string[]): Promise<void> {
         `and the embedded server with Debian's memcaslap; install both with: ${INSTALL_HINT}`,
     );
   }
-  const targets: Target[] = [memcachedTarget("memcached", "memcached", memcached, options.memcachedThreads)];
-  if (options.validate) {
-    targets.push(memcachedTarget("memcached2", "memcached (again)", memcached, options.memcachedThreads));
-  } else {
-    targets.push(embeddedTarget());
-  }
+  const { targets, comparisons } = lineup(options, memcached);
 
   const workDir = await mkdtemp(join(tmpdir(), "memipc-bench-"));
   const stopOnSignal = (signal: NodeJS.Signals): void => {
@@ -207,8 +223,9 @@ async function runServerScenario(args: readonly string[]): Promise<void> {
   process.once("SIGTERM", stopOnSignal);
   process.once("exit", () => void killAll());
   try {
+    const others = targets.slice(1).map((target) => target.label);
     progress(
-      `server: ${versionOf(memcached, "-V")} (-t ${options.memcachedThreads}) vs ${targets[1]!.label}, ` +
+      `server: ${versionOf(memcached, "-V")} (-t ${options.memcachedThreads}) vs ${others.join(", ")}, ` +
         `${versionOf(memcaslap, "-V")} -T ${options.loadThreads}, ${options.seconds} s per run, ` +
         `${options.rounds} round(s)`,
     );
@@ -218,8 +235,9 @@ async function runServerScenario(args: readonly string[]): Promise<void> {
       for (const [w, workload] of WORKLOADS.entries()) {
         const configFile = join(workDir, `${workload.id}.cnf`);
         await writeFile(configFile, memcaslapConfig(workload));
-        // Alternate which server goes first, so drift over the run does not favour one of them.
-        const order = (round + w) % 2 === 0 ? [0, 1] : [1, 0];
+        // Rotate which server goes first, so drift over the run does not favour one of them: over as many
+        // rounds as there are servers, each one takes each place once for every workload.
+        const order = targets.map((_, i) => (round + w + i) % targets.length);
         if (round === 0) {
           const args = memcaslapArgs(
             `${HOST}:PORT`,
@@ -248,21 +266,46 @@ async function runServerScenario(args: readonly string[]): Promise<void> {
       workload,
       figures: targets.map((_, t) => summarize(results[w]![t]!)),
     }));
-    console.log(renderTable(targets, rows));
+    console.log(renderTable(targets, comparisons, rows));
     for (const { workload, figures } of rows) {
-      if (Math.abs(figures[0]!.hitRate - figures[1]!.hitRate) > HIT_RATE_TOLERANCE) {
-        console.log(
-          `warning: ${workload.id} hit rates differ (${formatPercent(figures[0]!.hitRate)} vs ` +
-            `${formatPercent(figures[1]!.hitRate)}): the two servers did not do the same work`,
-        );
+      for (let t = 1; t < targets.length; t++) {
+        if (Math.abs(figures[0]!.hitRate - figures[t]!.hitRate) > HIT_RATE_TOLERANCE) {
+          console.log(
+            `warning: ${workload.id} hit rates differ (${targets[0]!.label} ${formatPercent(figures[0]!.hitRate)}, ` +
+              `${targets[t]!.label} ${formatPercent(figures[t]!.hitRate)}): the servers did not do the same work`,
+          );
+        }
       }
     }
-    if (options.json) console.log(JSON.stringify(toJson(targets, rows, options)));
+    if (options.json) console.log(JSON.stringify(toJson(targets, comparisons, rows, options)));
   } finally {
     process.off("SIGINT", stopOnSignal);
     process.off("SIGTERM", stopOnSignal);
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * memcached, then the node floor, then memipc; ratios of memipc to both and of the floor to memcached.
+ * `--validate` is memcached against itself, with one ratio under the usual key.
+ */
+function lineup(options: Options, memcached: string): Lineup {
+  const baseline = memcachedTarget("memcached", "memcached", memcached, options.memcachedThreads);
+  if (options.validate) {
+    const again = memcachedTarget("memcached2", "memcached (again)", memcached, options.memcachedThreads);
+    return { targets: [baseline, again], comparisons: [{ key: "ratio", of: 1, to: 0 }] };
+  }
+  if (!options.floor) {
+    return { targets: [baseline, embeddedTarget()], comparisons: [{ key: "ratio", of: 1, to: 0 }] };
+  }
+  return {
+    targets: [baseline, nodeFloorTarget(), embeddedTarget()],
+    comparisons: [
+      { key: "ratio", of: 2, to: 0 },
+      { key: "ratio_vs_node_floor", of: 2, to: 1 },
+      { key: "ratio_node_floor_vs_memcached", of: 1, to: 0 },
+    ],
+  };
 }
 
 function memcachedTarget(id: string, label: string, binary: string, threads: number): Target {
@@ -304,6 +347,25 @@ function embeddedTarget(): Target {
     command: (port) => ({
       file: process.execPath,
       args: [cli, "server", "--port", String(port), "--listen", HOST, "--memory", `${MEMORY_MB}m`],
+    }),
+  };
+}
+
+function nodeFloorTarget(): Target {
+  // Built next to this file: dist/bench/node-floor.js.
+  const script = fileURLToPath(new URL("./node-floor.js", import.meta.url));
+  if (!existsSync(script)) {
+    throw new Error(
+      `the node floor server is not built (${script} is missing): run \`npm run build\`, ` +
+        "or leave the floor out with --no-floor",
+    );
+  }
+  return {
+    id: "node_floor",
+    label: "node floor",
+    command: (port) => ({
+      file: process.execPath,
+      args: [script, "--port", String(port), "--value-bytes", String(VALUE_BYTES)],
     }),
   };
 }
@@ -606,32 +668,29 @@ interface Row {
   figures: Figures[];
 }
 
-function renderTable(targets: Target[], rows: Row[]): string {
-  const [a, b] = targets.map((target) => target.label);
+function renderTable(targets: Target[], comparisons: Comparison[], rows: Row[]): string {
+  const labels = targets.map((target) => target.label);
   const header = [
     "scenario",
     "unit",
-    a!,
-    b!,
-    `ratio ${b}/${a}`,
+    ...labels,
+    ...comparisons.map(({ of, to }) => `ratio ${labels[of]}/${labels[to]}`),
     "hit % (each)",
     "p50 ≤ µs (each)",
     "p99 ≤ µs (each)",
     "server CPU % (each)",
   ];
   const body = rows.map(({ workload, figures }) => {
-    const [x, y] = figures as [Figures, Figures];
-    const pair = (f: (figures: Figures) => string): string => `${f(x)} / ${f(y)}`;
+    const each = (f: (figures: Figures) => string): string => figures.map(f).join(" / ");
     return [
       workload.id,
       `${workload.unit}/s`,
-      formatRate(x.rate),
-      formatRate(y.rate),
-      ratio(y.rate, x.rate).toFixed(2),
-      pair((f) => (f.hitRate * 100).toFixed(1)),
-      pair((f) => f.p50Us?.toString() ?? "?"),
-      pair((f) => f.p99Us?.toString() ?? "?"),
-      pair((f) => f.serverCpuPercent?.toFixed(0) ?? "?"),
+      ...figures.map((f) => formatRate(f.rate)),
+      ...comparisons.map(({ of, to }) => ratio(figures[of]!.rate, figures[to]!.rate).toFixed(2)),
+      each((f) => (f.hitRate * 100).toFixed(1)),
+      each((f) => f.p50Us?.toString() ?? "?"),
+      each((f) => f.p99Us?.toString() ?? "?"),
+      each((f) => f.serverCpuPercent?.toFixed(0) ?? "?"),
     ];
   });
   const table = [header, ...body];
@@ -646,11 +705,17 @@ function renderTable(targets: Target[], rows: Row[]): string {
     ...body.map(line),
     "",
     ...legend,
-    "  p50/p99: upper bound of memcaslap's power-of-two latency bucket; (each) lists both servers",
+    "  p50/p99: upper bound of memcaslap's power-of-two latency bucket",
+    `  (each): one figure per server, in column order: ${labels.join(" / ")}`,
   ].join("\n");
 }
 
-function toJson(targets: Target[], rows: Row[], options: Options): Record<string, unknown> {
+function toJson(
+  targets: Target[],
+  comparisons: Comparison[],
+  rows: Row[],
+  options: Options,
+): Record<string, unknown> {
   const json: Record<string, unknown> = {
     scenario: "server",
     seconds: options.seconds,
@@ -672,7 +737,9 @@ function toJson(targets: Target[], rows: Row[], options: Options): Record<string
       json[`${prefix}_server_cpu_percent`] =
         f.serverCpuPercent === undefined ? null : round(f.serverCpuPercent, 1);
     });
-    json[`ratio_${workload.id}`] = round(ratio(figures[1]!.rate, figures[0]!.rate), 3);
+    for (const { key, of, to } of comparisons) {
+      json[`${key}_${workload.id}`] = round(ratio(figures[of]!.rate, figures[to]!.rate), 3);
+    }
   }
   return json;
 }

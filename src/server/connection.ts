@@ -37,7 +37,7 @@ class ReplyBuffer implements Output {
       return;
     }
     if (this.#pos + n > this.#slab.length) this.#newSlab(n);
-    b.copy(this.#slab, this.#pos);
+    this.#slab.set(b, this.#pos);
     this.#pos += n;
   }
 

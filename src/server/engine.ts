@@ -174,14 +174,14 @@ export class Engine {
         else stats.getMisses++;
       }
       if (item && sink) {
-        const value = item.value;
-        sink.text(
-          withCas
-            ? `VALUE ${item.key} ${item.flags} ${value.length} ${item.cas}\r\n`
-            : `VALUE ${item.key} ${item.flags} ${value.length}\r\n`,
-        );
-        sink.bytes(value);
-        sink.text("\r\n");
+        if (withCas) {
+          const value = item.value;
+          sink.text(`VALUE ${item.key} ${item.flags} ${value.length} ${item.cas}\r\n`);
+          sink.bytes(value);
+          sink.text("\r\n");
+        } else {
+          sink.bytes(this.store.wireOf(item));
+        }
       }
     }
     if (request.keyTooLong) {

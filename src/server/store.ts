@@ -22,6 +22,11 @@ export interface Item {
   size: number;
   /** Replies not yet sent that hold this item (memcached's extra references). */
   refs: number;
+  /**
+   * The whole reply to `get` for this item ("VALUE key flags bytes\r\n", the value, "\r\n"), built on the
+   * first get and kept, so a hit costs one copy; `value` then points into it.
+   */
+  wire: Buffer | undefined;
 }
 
 const REALTIME_MAXDELTA = 60 * 60 * 24 * 30; // seconds: larger TTLs are unix times
@@ -142,6 +147,21 @@ export class Store {
     item.time = this.now();
   }
 
+  /** The item's reply to `get`, built once. */
+  wireOf(item: Item): Buffer {
+    if (item.wire !== undefined) return item.wire;
+    const value = item.value;
+    const header = `VALUE ${item.key} ${item.flags} ${value.length}\r\n`;
+    const wire = Buffer.allocUnsafe(header.length + value.length + 2);
+    wire.write(header, 0, "latin1");
+    wire.set(value, header.length);
+    wire[wire.length - 2] = 13;
+    wire[wire.length - 1] = 10;
+    item.wire = wire;
+    item.value = wire.subarray(header.length, header.length + value.length);
+    return wire;
+  }
+
   newItem(key: string, value: Buffer, flags: number, exptime: number): Item {
     return {
       key,
@@ -153,6 +173,7 @@ export class Store {
       bits: 0,
       size: itemSize(key.length, flags, value.length),
       refs: 0,
+      wire: undefined,
     };
   }
 
@@ -180,6 +201,7 @@ export class Store {
   /** Changes an item's value where it stands (incr/decr that fit), keeping its place and TTL. */
   rewrite(item: Item, value: Buffer): void {
     item.value = value;
+    item.wire = undefined;
     item.cas = this.nextCas();
     item.time = this.now();
   }
