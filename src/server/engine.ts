@@ -1,6 +1,5 @@
 // Carries out parsed requests against the store and writes memcached's replies, byte for byte.
 import { toBase64Key } from "../protocol/keys.js";
-import type { MetaFlags } from "../protocol/meta.js";
 import { META_MAX_OPAQUE } from "../protocol/meta.js";
 import { parseStoredU64 } from "../protocol/numbers.js";
 import type {
@@ -626,4 +625,3 @@ function adminReply(t: string[]): string | undefined {
   return "ERROR";
 }
 
-export type { MetaFlags };
