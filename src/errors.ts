@@ -9,6 +9,7 @@ export const ErrorCode = {
   connectionClosed: "ECONNCLOSED",
   timeout: "ETIMEOUT",
   config: "ECONFIG",
+  overload: "EOVERLOAD",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -65,5 +66,12 @@ export class TimeoutError extends MemipcError {
 export class ConfigError extends MemipcError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.config, message, options);
+  }
+}
+
+/** Too many requests are waiting on a connection: the server is slow or stalled. */
+export class OverloadError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.overload, message, options);
   }
 }

@@ -1,0 +1,523 @@
+// The memcached client: typed methods for every text and meta command over pipelined connections, one
+// per server, with keys placed by ketama consistent hashing and concurrent gets merged into multi-gets.
+import { ClientError, ConfigError, ProtocolError } from "../errors.js";
+import { validateKey } from "../protocol/keys.js";
+import type { MetaFlag, ReplyFrame, ValueFrame } from "../protocol/reply-parser.js";
+import {
+  encodeCas,
+  encodeDecr,
+  encodeDelete,
+  encodeFlushAll,
+  encodeGat,
+  encodeGats,
+  encodeGet,
+  encodeGets,
+  encodeIncr,
+  encodeMa,
+  encodeMd,
+  encodeMe,
+  encodeMg,
+  encodeMn,
+  encodeMs,
+  encodeStats,
+  encodeStore,
+  encodeTouch,
+  encodeVersion,
+  type StoreCommand,
+  type Value,
+} from "../protocol/request-encoder.js";
+import { ReplyShape, ServerConnection, type ConnectionOptions } from "./connection.js";
+import { KetamaRing } from "./ketama.js";
+
+export const DEFAULT_TIMEOUT = 1000; // ms a request may wait for its reply
+export const DEFAULT_CONNECT_TIMEOUT = 1000; // ms a connection attempt may take
+export const DEFAULT_MAX_PENDING = 10_000; // requests waiting per connection before new ones are refused
+export const DEFAULT_RETRY_DELAY = 50; // ms before the first reconnect; doubles up to the maximum
+export const DEFAULT_MAX_RETRY_DELAY = 2000; // ms
+export const DEFAULT_FAILURES_BEFORE_DEAD = 3; // consecutive failures that mark a server dead
+export const DEFAULT_DEAD_TIME = 5000; // ms a dead server is skipped (failover) or failed fast
+export const DEFAULT_MAX_VALUE_SIZE = 1024 * 1024 - 512; // bytes: memcached's default 1 MiB item, less its header
+export const MAX_KEYS_PER_GET = 100; // keys merged into one get line
+
+export interface ServerAddress {
+  host: string;
+  port: number;
+  /** Share of the keys relative to the other servers (ketama weight); 1 by default. */
+  weight?: number;
+}
+
+export interface ClientOptions {
+  /** "host:port", "host:port,host:port", or a list of those or of addresses. Default 127.0.0.1:11211. */
+  servers: string | readonly (string | ServerAddress)[];
+  timeout: number;
+  connectTimeout: number;
+  maxPending: number;
+  retryDelay: number;
+  maxRetryDelay: number;
+  failuresBeforeDead: number;
+  deadTime: number;
+  /** When a key's server is marked dead, use the next server on the ring instead of failing fast. */
+  failover: boolean;
+  /** Largest value accepted before anything is sent. */
+  maxValueSize: number;
+}
+
+export interface GetResult {
+  value: Buffer;
+  flags: number;
+  /** Present for gets/gats. */
+  cas?: bigint;
+}
+
+export interface StoreOptions {
+  /** Seconds (0 never expires; over 30 days is a unix time). */
+  ttl?: number;
+  flags?: number;
+  /** Send without waiting for (or getting) an answer. */
+  noreply?: boolean;
+}
+
+export type CasResult = "stored" | "exists" | "not_found";
+
+/** A meta command's reply: its code, return flags in order, and the value for VA. */
+export interface MetaReply {
+  code: "VA" | "HD" | "EN" | "NF" | "NS" | "EX";
+  flags: readonly MetaFlag[];
+  value?: Buffer;
+}
+
+export function defaultClientOptions(): ClientOptions {
+  return {
+    servers: "127.0.0.1:11211",
+    timeout: DEFAULT_TIMEOUT,
+    connectTimeout: DEFAULT_CONNECT_TIMEOUT,
+    maxPending: DEFAULT_MAX_PENDING,
+    retryDelay: DEFAULT_RETRY_DELAY,
+    maxRetryDelay: DEFAULT_MAX_RETRY_DELAY,
+    failuresBeforeDead: DEFAULT_FAILURES_BEFORE_DEAD,
+    deadTime: DEFAULT_DEAD_TIME,
+    failover: false,
+    maxValueSize: DEFAULT_MAX_VALUE_SIZE,
+  };
+}
+
+/** Parses "host:port[:weight]" lists; rejects anything else with a message saying what to write. */
+export function parseServers(servers: ClientOptions["servers"]): ServerAddress[] {
+  const list = typeof servers === "string" ? servers.split(",") : servers;
+  const parsed = list.map((entry): ServerAddress => {
+    if (typeof entry !== "string") return { weight: 1, ...entry };
+    const text = entry.trim();
+    const match = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+)(?::(\d{1,5}))?(?::(\d+))?$/.exec(text);
+    if (!match) throw new ConfigError(`server "${text}" is not host:port (for example 127.0.0.1:11211)`);
+    const port = match[2] === undefined ? 11211 : Number(match[2]);
+    if (port < 1 || port > 65535) throw new ConfigError(`server "${text}": port ${port} is not 1 to 65535`);
+    const host = match[1]!.replace(/^\[(.*)\]$/, "$1");
+    return { host, port, weight: match[3] === undefined ? 1 : Number(match[3]) };
+  });
+  if (parsed.length === 0) throw new ConfigError("no memcached servers given: pass at least one host:port");
+  return parsed;
+}
+
+interface GetWaiter {
+  resolve(result: GetResult | undefined): void;
+  reject(error: Error): void;
+}
+
+export class Client {
+  readonly options: ClientOptions;
+  readonly servers: readonly ServerAddress[];
+  readonly #connections: ServerConnection[];
+  readonly #ring: KetamaRing | undefined;
+  /** Rings without the servers marked dead, by which are dead, for failover. */
+  readonly #failoverRings = new Map<string, { ring: KetamaRing; alive: number[] }>();
+  /** Gets asked for in this tick, per server: merged into multi-gets when the tick ends. */
+  #batches = new Map<number, Map<string, GetWaiter[]>>();
+  #batchScheduled = false;
+
+  constructor(options: Partial<ClientOptions> = {}) {
+    this.options = { ...defaultClientOptions(), ...options };
+    this.servers = parseServers(this.options.servers);
+    for (const name of ["timeout", "connectTimeout", "maxPending", "maxValueSize"] as const) {
+      const value = this.options[name];
+      if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`${name} must be a positive number`);
+    }
+    this.#connections = this.servers.map((server) => new ServerConnection(this.#connectionOptions(server)));
+    this.#ring = this.servers.length > 1 ? new KetamaRing(this.servers) : undefined;
+  }
+
+  #connectionOptions(server: ServerAddress): ConnectionOptions {
+    const o = this.options;
+    return {
+      host: server.host,
+      port: server.port,
+      timeout: o.timeout,
+      connectTimeout: o.connectTimeout,
+      maxPending: o.maxPending,
+      retryDelay: o.retryDelay,
+      maxRetryDelay: o.maxRetryDelay,
+      failuresBeforeDead: o.failuresBeforeDead,
+      deadTime: o.deadTime,
+    };
+  }
+
+  /** Which server holds `key`: ketama over all servers, or over the live ones with failover on. */
+  serverIndex(key: string): number {
+    const ring = this.#ring;
+    if (ring === undefined) return 0;
+    const index = ring.serverFor(key);
+    if (!this.options.failover || !this.#connections[index]!.dead) return index;
+    const alive: number[] = [];
+    for (let i = 0; i < this.#connections.length; i++) if (!this.#connections[i]!.dead) alive.push(i);
+    if (alive.length === 0) return index;
+    const signature = alive.join(",");
+    let entry = this.#failoverRings.get(signature);
+    if (entry === undefined) {
+      entry = { ring: new KetamaRing(alive.map((i) => this.servers[i]!)), alive };
+      this.#failoverRings.set(signature, entry);
+    }
+    return entry.alive[entry.ring.serverFor(key)]!;
+  }
+
+  #connection(key: string): ServerConnection {
+    return this.#connections[this.serverIndex(key)]!;
+  }
+
+  // ---- retrieval -------------------------------------------------------------------------------------
+
+  /** One key's value; concurrent calls in the same tick go out together as one multi-get per server. */
+  get(key: string): Promise<GetResult | undefined> {
+    try {
+      validateKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const server = this.serverIndex(key);
+    let batch = this.#batches.get(server);
+    if (batch === undefined) {
+      batch = new Map();
+      this.#batches.set(server, batch);
+    }
+    return new Promise((resolve, reject) => {
+      const waiters = batch.get(key);
+      if (waiters === undefined) batch.set(key, [{ resolve, reject }]);
+      else waiters.push({ resolve, reject });
+      if (!this.#batchScheduled) {
+        this.#batchScheduled = true;
+        queueMicrotask(() => this.#sendBatches());
+      }
+    });
+  }
+
+  #sendBatches(): void {
+    this.#batchScheduled = false;
+    const batches = this.#batches;
+    this.#batches = new Map();
+    for (const [server, batch] of batches) {
+      const keys = [...batch.keys()];
+      for (let start = 0; start < keys.length; start += MAX_KEYS_PER_GET) {
+        const slice = keys.slice(start, start + MAX_KEYS_PER_GET);
+        this.#connections[server]!.request(encodeGet(slice), ReplyShape.untilEnd, "get").then(
+          (frames) => {
+            const found = valuesByKey(frames);
+            for (const key of slice) {
+              const result = found.get(wireKey(key));
+              for (const waiter of batch.get(key)!) waiter.resolve(result);
+            }
+          },
+          (error: Error) => {
+            for (const key of slice) for (const waiter of batch.get(key)!) waiter.reject(error);
+          },
+        );
+      }
+    }
+  }
+
+  /** Many keys at once, spread over their servers; the map holds the keys that were found. */
+  async getMulti(keys: readonly string[]): Promise<Map<string, GetResult>> {
+    const results = await Promise.all(keys.map((key) => this.get(key)));
+    const found = new Map<string, GetResult>();
+    keys.forEach((key, i) => {
+      const result = results[i];
+      if (result !== undefined) found.set(key, result);
+    });
+    return found;
+  }
+
+  /** The value with its CAS unique, for a later `cas`. */
+  async gets(key: string): Promise<GetResult | undefined> {
+    const frames = await this.#connection(key).request(encodeGets(key), ReplyShape.untilEnd, "gets");
+    return valuesByKey(frames).get(wireKey(key));
+  }
+
+  /** Get and touch: the value, with its TTL reset to `ttl`. */
+  async gat(key: string, ttl: number): Promise<GetResult | undefined> {
+    const frames = await this.#connection(key).request(encodeGat(ttl, key), ReplyShape.untilEnd, "gat");
+    return valuesByKey(frames).get(wireKey(key));
+  }
+
+  async gats(key: string, ttl: number): Promise<GetResult | undefined> {
+    const frames = await this.#connection(key).request(encodeGats(ttl, key), ReplyShape.untilEnd, "gats");
+    return valuesByKey(frames).get(wireKey(key));
+  }
+
+  // ---- storage ---------------------------------------------------------------------------------------
+
+  /** Stores unconditionally; resolves true once stored. */
+  set(key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return this.#store("set", key, value, options);
+  }
+
+  /** Stores only if the key is absent; false when it exists. */
+  add(key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return this.#store("add", key, value, options);
+  }
+
+  /** Stores only if the key exists; false when it does not. */
+  replace(key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return this.#store("replace", key, value, options);
+  }
+
+  /** Adds bytes after the stored value (flags and TTL stay); false when the key does not exist. */
+  append(key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return this.#store("append", key, value, options);
+  }
+
+  prepend(key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return this.#store("prepend", key, value, options);
+  }
+
+  async #store(
+    command: StoreCommand,
+    key: string,
+    value: Value,
+    options: StoreOptions = {},
+  ): Promise<boolean> {
+    this.#checkValue(key, value);
+    const bytes = encodeStore(command, key, value, {
+      exptime: options.ttl ?? 0,
+      flags: options.flags ?? 0,
+      noreply: options.noreply ?? false,
+    });
+    const connection = this.#connection(key);
+    if (options.noreply) {
+      connection.send(bytes);
+      return true;
+    }
+    const [frame] = await connection.request(bytes, ReplyShape.single, command);
+    return expectStatus(frame!, command, "STORED", "NOT_STORED");
+  }
+
+  /** Stores only if the item still has CAS unique `cas` (from gets). */
+  async cas(key: string, value: Value, cas: bigint, options: StoreOptions = {}): Promise<CasResult> {
+    this.#checkValue(key, value);
+    const bytes = encodeCas(key, value, cas, { exptime: options.ttl ?? 0, flags: options.flags ?? 0 });
+    const [frame] = await this.#connection(key).request(bytes, ReplyShape.single, "cas");
+    switch (frame!.kind) {
+      case "STORED":
+        return "stored";
+      case "EXISTS":
+        return "exists";
+      case "NOT_FOUND":
+        return "not_found";
+      default:
+        throw unexpected("cas", frame!);
+    }
+  }
+
+  #checkValue(key: string, value: Value): void {
+    const size = typeof value === "string" ? Buffer.byteLength(value) : value.byteLength;
+    if (size > this.options.maxValueSize) {
+      throw new ClientError(
+        `value for key ${JSON.stringify(key)} is ${size} bytes, over the ${this.options.maxValueSize}-byte limit: ` +
+          "split it, compress it, or raise maxValueSize together with memcached's -I",
+      );
+    }
+  }
+
+  // ---- other commands -------------------------------------------------------------------------------
+
+  /** True when the key existed and was removed. */
+  async delete(key: string): Promise<boolean> {
+    const [frame] = await this.#connection(key).request(encodeDelete(key), ReplyShape.single, "delete");
+    return expectStatus(frame!, "delete", "DELETED", "NOT_FOUND");
+  }
+
+  /** The new value, or undefined when the key does not exist. Wraps at 2^64. */
+  incr(key: string, delta: bigint | number = 1): Promise<bigint | undefined> {
+    return this.#arithmetic("incr", key, delta);
+  }
+
+  /** The new value (never below 0), or undefined when the key does not exist. */
+  decr(key: string, delta: bigint | number = 1): Promise<bigint | undefined> {
+    return this.#arithmetic("decr", key, delta);
+  }
+
+  async #arithmetic(
+    command: "incr" | "decr",
+    key: string,
+    delta: bigint | number,
+  ): Promise<bigint | undefined> {
+    const bytes = command === "incr" ? encodeIncr(key, delta) : encodeDecr(key, delta);
+    const [frame] = await this.#connection(key).request(bytes, ReplyShape.single, command);
+    if (frame!.kind === "NUMBER") return frame!.value;
+    if (frame!.kind === "NOT_FOUND") return undefined;
+    throw unexpected(command, frame!);
+  }
+
+  /** Resets the TTL; false when the key does not exist. */
+  async touch(key: string, ttl: number): Promise<boolean> {
+    const [frame] = await this.#connection(key).request(encodeTouch(key, ttl), ReplyShape.single, "touch");
+    return expectStatus(frame!, "touch", "TOUCHED", "NOT_FOUND");
+  }
+
+  /** Empties every server (after `delay` seconds if given). */
+  async flushAll(delay?: number): Promise<void> {
+    const bytes = encodeFlushAll(delay === undefined ? undefined : { delay });
+    await Promise.all(
+      this.#connections.map(async (connection) => {
+        const [frame] = await connection.request(bytes, ReplyShape.single, "flush_all");
+        if (frame!.kind !== "OK") throw unexpected("flush_all", frame!);
+      }),
+    );
+  }
+
+  /** Each server's `stats [arg]`, by "host:port". */
+  async stats(arg?: string): Promise<Map<string, Map<string, string>>> {
+    const bytes = encodeStats(arg);
+    const all = await Promise.all(
+      this.#connections.map((connection) => connection.request(bytes, ReplyShape.untilEnd, "stats")),
+    );
+    const result = new Map<string, Map<string, string>>();
+    all.forEach((frames, i) => {
+      const stats = new Map<string, string>();
+      for (const frame of frames) if (frame.kind === "STAT") stats.set(frame.name, frame.value);
+      result.set(this.#connections[i]!.name, stats);
+    });
+    return result;
+  }
+
+  /** Each server's version, by "host:port". */
+  async version(): Promise<Map<string, string>> {
+    const all = await Promise.all(
+      this.#connections.map((connection) =>
+        connection.request(encodeVersion(), ReplyShape.single, "version"),
+      ),
+    );
+    const result = new Map<string, string>();
+    all.forEach(([frame], i) => {
+      if (frame!.kind !== "VERSION") throw unexpected("version", frame!);
+      result.set(this.#connections[i]!.name, frame!.version);
+    });
+    return result;
+  }
+
+  // ---- meta commands --------------------------------------------------------------------------------
+
+  /** Meta get with flags such as ["v", "c", "f", "t", "T30", "N30", "O1"]; EN on a miss. */
+  mg(key: string, flags: readonly string[] = ["v"]): Promise<MetaReply> {
+    return this.#meta("mg", key, encodeMg(key, flags), flags);
+  }
+
+  /** Meta set with flags such as ["T30", "F5", "C123", "MA", "c"]. */
+  ms(key: string, value: Value, flags: readonly string[] = []): Promise<MetaReply> {
+    this.#checkValue(key, value);
+    return this.#meta("ms", key, encodeMs(key, value, flags), flags);
+  }
+
+  /** Meta delete with flags such as ["C123", "I", "T30"]. */
+  md(key: string, flags: readonly string[] = []): Promise<MetaReply> {
+    return this.#meta("md", key, encodeMd(key, flags), flags);
+  }
+
+  /** Meta arithmetic with flags such as ["N0", "J0", "D5", "MD", "v"]. */
+  ma(key: string, flags: readonly string[] = []): Promise<MetaReply> {
+    return this.#meta("ma", key, encodeMa(key, flags), flags);
+  }
+
+  /** Meta debug: memcached's internal view of an item, as name=value text. */
+  async me(key: string): Promise<Map<string, string> | undefined> {
+    const [frame] = await this.#connection(key).request(encodeMe(key), ReplyShape.single, "me");
+    if (frame!.kind === "EN") return undefined;
+    if (frame!.kind !== "ME") throw unexpected("me", frame!);
+    return new Map(frame!.fields.map((field) => [field.name, field.value]));
+  }
+
+  async #meta(command: string, key: string, bytes: ReturnType<typeof encodeMs>, flags: readonly string[]) {
+    const connection = this.#connection(key);
+    if (flags.includes("q")) {
+      // Quiet mode hides some answers: end the request with mn so the reply's end is known.
+      const frames = await connection.request([...toParts(bytes), encodeMn()], ReplyShape.untilMn, command);
+      const frame = frames[0];
+      if (frame === undefined) return quietReply(command);
+      return metaReply(command, frame);
+    }
+    const [frame] = await connection.request(bytes, ReplyShape.single, command);
+    return metaReply(command, frame!);
+  }
+
+  /** Closes every connection; waiting requests fail with ConnectionClosedError. */
+  close(): void {
+    for (const connection of this.#connections) connection.close();
+  }
+}
+
+function toParts(bytes: Buffer | Buffer[]): Buffer[] {
+  return Array.isArray(bytes) ? bytes : [bytes];
+}
+
+/** What a quiet meta command's silence means. */
+function quietReply(command: string): MetaReply {
+  // mg's q hides EN (a miss); ms, md and ma's q hide HD (success).
+  return { code: command === "mg" ? "EN" : "HD", flags: [] };
+}
+
+function metaReply(command: string, frame: ReplyFrame): MetaReply {
+  switch (frame.kind) {
+    case "VA":
+      return { code: "VA", flags: frame.flags, value: frame.value };
+    case "HD":
+    case "EN":
+    case "NF":
+    case "NS":
+    case "EX":
+      return { code: frame.kind, flags: frame.flags };
+    default:
+      throw unexpected(command, frame);
+  }
+}
+
+/** Keys come back from memcached as their bytes; a JavaScript key is sent as UTF-8. */
+function wireKey(key: string): string {
+  return /^[\x00-\x7f]*$/.test(key) ? key : Buffer.from(key, "utf8").toString("latin1");
+}
+
+function valuesByKey(frames: readonly ReplyFrame[]): Map<string, GetResult> {
+  const found = new Map<string, GetResult>();
+  for (const frame of frames) {
+    if (frame.kind !== "VALUE") continue;
+    const value = frame as ValueFrame;
+    found.set(
+      value.key,
+      value.cas === undefined
+        ? { value: value.value, flags: value.flags }
+        : {
+            value: value.value,
+            flags: value.flags,
+            cas: value.cas,
+          },
+    );
+  }
+  return found;
+}
+
+function expectStatus(frame: ReplyFrame, command: string, yes: string, no: string): boolean {
+  if (frame.kind === yes) return true;
+  if (frame.kind === no) return false;
+  throw unexpected(command, frame);
+}
+
+function unexpected(command: string, frame: ReplyFrame): ProtocolError {
+  return new ProtocolError(
+    `${command}: the server answered ${frame.kind}, which is not a reply to ${command}`,
+  );
+}

@@ -1,0 +1,335 @@
+// One pipelined connection to one memcached server: requests are written back to back (one socket write per
+// tick), replies are matched to them in order, and every failure becomes a typed error naming the server.
+import net from "node:net";
+import { ConnectionClosedError, MemipcError, OverloadError, ProtocolError, TimeoutError } from "../errors.js";
+import { ReplyParser, replyError, type ReplyFrame } from "../protocol/reply-parser.js";
+import type { Encoded } from "../protocol/request-encoder.js";
+
+/** How the end of a request's reply is recognised. */
+export const ReplyShape = {
+  /** One frame: a status, a number, a meta reply. */
+  single: 0,
+  /** VALUE or STAT frames, then END. */
+  untilEnd: 1,
+  /** Any frames (quiet meta replies), then MN. */
+  untilMn: 2,
+} as const;
+export type ReplyShape = (typeof ReplyShape)[keyof typeof ReplyShape];
+
+export interface ConnectionOptions {
+  host: string;
+  port: number;
+  /** ms a request may wait for its reply (counted from when it is queued). */
+  timeout: number;
+  /** ms a connection attempt may take. */
+  connectTimeout: number;
+  /** Requests queued or in flight on this connection before new ones are refused. */
+  maxPending: number;
+  /** Reconnect backoff: first delay and ceiling, in ms. */
+  retryDelay: number;
+  maxRetryDelay: number;
+  /** Consecutive failures after which the server is marked dead for `deadTime` ms. */
+  failuresBeforeDead: number;
+  deadTime: number;
+}
+
+interface Pending {
+  shape: ReplyShape;
+  /** Command name, for error messages. */
+  command: string;
+  frames: ReplyFrame[];
+  deadline: number;
+  resolve(frames: ReplyFrame[]): void;
+  reject(error: Error): void;
+}
+
+const State = { idle: 0, connecting: 1, open: 2, backoff: 3 } as const;
+type State = (typeof State)[keyof typeof State];
+
+export class ServerConnection {
+  readonly options: ConnectionOptions;
+  readonly name: string;
+  #socket: net.Socket | undefined;
+  #state: State = State.idle;
+  #parser = new ReplyParser();
+  /** Sent (or about to be sent) and waiting for replies, oldest first. */
+  #inflight: Pending[] = [];
+  #head = 0;
+  /** Encoded requests waiting for this tick's write (or for the connection to open). */
+  #outgoing: Buffer[] = [];
+  #writeScheduled = false;
+  #failures = 0;
+  #retryDelay: number;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #deadUntil = 0;
+  #timeoutTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  readonly #onFrame = (frame: ReplyFrame): void => this.#frame(frame);
+
+  constructor(options: ConnectionOptions) {
+    this.options = options;
+    this.name = `${options.host}:${options.port}`;
+    this.#retryDelay = options.retryDelay;
+  }
+
+  /** True while the server is marked dead: requests fail at once instead of waiting. */
+  get dead(): boolean {
+    return this.#deadUntil > Date.now();
+  }
+
+  get pending(): number {
+    return this.#inflight.length - this.#head;
+  }
+
+  /** Queues one request; the promise settles with the frames of its reply. */
+  request(bytes: Encoded, shape: ReplyShape, command: string): Promise<ReplyFrame[]> {
+    if (this.#closed) {
+      return Promise.reject(new ConnectionClosedError(`${command} to ${this.name}: the client was closed`));
+    }
+    if (this.dead) {
+      return Promise.reject(
+        new ConnectionClosedError(
+          `${command} to ${this.name}: the server is marked dead after ${this.options.failuresBeforeDead} failures in a row; ` +
+            `it is retried in ${Math.max(0, this.#deadUntil - Date.now())} ms (check that memcached runs there)`,
+        ),
+      );
+    }
+    if (this.#state === State.backoff) {
+      return Promise.reject(
+        new ConnectionClosedError(
+          `${command} to ${this.name}: not connected, reconnecting (${this.#lastError})`,
+        ),
+      );
+    }
+    if (this.pending >= this.options.maxPending) {
+      return Promise.reject(
+        new OverloadError(
+          `${command} to ${this.name}: ${this.pending} requests already waiting (maxPending); ` +
+            "the server is slow or stalled: wait for earlier requests before sending more, or raise maxPending",
+        ),
+      );
+    }
+    return new Promise<ReplyFrame[]>((resolve, reject) => {
+      this.#inflight.push({
+        shape,
+        command,
+        frames: [],
+        deadline: Date.now() + this.options.timeout,
+        resolve,
+        reject,
+      });
+      if (Array.isArray(bytes)) this.#outgoing.push(...bytes);
+      else this.#outgoing.push(bytes);
+      if (this.#state === State.idle) this.#connect();
+      else if (this.#state === State.open) this.#scheduleWrite();
+      this.#armTimeout();
+    });
+  }
+
+  /** Sends a request that has no reply (noreply); fire and forget, still ordered with the others. */
+  send(bytes: Encoded): void {
+    if (this.#closed || this.dead || this.#state === State.backoff) return;
+    if (Array.isArray(bytes)) this.#outgoing.push(...bytes);
+    else this.#outgoing.push(bytes);
+    if (this.#state === State.idle) this.#connect();
+    else if (this.#state === State.open) this.#scheduleWrite();
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    this.#fail(new ConnectionClosedError(`${this.name}: the client was closed`), false);
+  }
+
+  #lastError = "";
+
+  #connect(): void {
+    this.#state = State.connecting;
+    const socket = net.connect({ host: this.options.host, port: this.options.port, noDelay: true });
+    this.#socket = socket;
+    this.#parser = new ReplyParser();
+    socket.setTimeout(this.options.connectTimeout);
+    socket.once("connect", () => {
+      socket.setTimeout(0);
+      this.#state = State.open;
+      this.#failures = 0;
+      this.#retryDelay = this.options.retryDelay;
+      this.#scheduleWrite();
+    });
+    socket.once("timeout", () => {
+      socket.destroy(
+        new TimeoutError(`connecting to ${this.name} took over ${this.options.connectTimeout} ms`),
+      );
+    });
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        this.#parser.parse(chunk, this.#onFrame);
+      } catch (error) {
+        const cause =
+          error instanceof ProtocolError ? error : new ProtocolError(String(error), { cause: error });
+        this.#fail(
+          new ProtocolError(`${this.name} sent a reply that is not memcached's protocol: ${cause.message}`, {
+            cause,
+          }),
+          true,
+        );
+      }
+    });
+    socket.on("drain", () => this.#scheduleWrite());
+    socket.once("error", (error: Error) => {
+      const wrapped =
+        error instanceof MemipcError
+          ? error
+          : new ConnectionClosedError(`${this.name}: ${error.message}`, { cause: error });
+      this.#fail(wrapped, true);
+    });
+    socket.once("close", () => {
+      if (this.#socket === socket) {
+        this.#fail(new ConnectionClosedError(`${this.name} closed the connection`), true);
+      }
+    });
+  }
+
+  #scheduleWrite(): void {
+    if (this.#writeScheduled) return;
+    this.#writeScheduled = true;
+    queueMicrotask(() => this.#write());
+  }
+
+  #write(): void {
+    this.#writeScheduled = false;
+    const socket = this.#socket;
+    if (this.#state !== State.open || socket === undefined || this.#outgoing.length === 0) return;
+    const parts = this.#outgoing;
+    this.#outgoing = [];
+    if (parts.length === 1) {
+      socket.write(parts[0]!);
+    } else {
+      socket.write(Buffer.concat(parts));
+    }
+  }
+
+  #frame(frame: ReplyFrame): void {
+    const pending = this.#inflight[this.#head];
+    if (pending === undefined) {
+      throw new ProtocolError(`an unexpected ${frame.kind} reply arrived with no request waiting for it`);
+    }
+    const kind = frame.kind;
+    let done: boolean;
+    if (kind === "ERROR" || kind === "CLIENT_ERROR" || kind === "SERVER_ERROR") {
+      // memcached answers a failed request with one error line, whatever its shape.
+      done = pending.shape !== ReplyShape.untilMn;
+      if (done) {
+        this.#advance();
+        pending.reject(this.#named(replyError(frame), pending));
+        return;
+      }
+      pending.frames.push(frame);
+      return;
+    }
+    switch (pending.shape) {
+      case ReplyShape.single:
+        done = true;
+        pending.frames.push(frame);
+        break;
+      case ReplyShape.untilEnd:
+        done = kind === "END";
+        if (!done) {
+          if (kind !== "VALUE" && kind !== "STAT") {
+            throw new ProtocolError(`${pending.command} expected VALUE, STAT or END, got ${kind}`);
+          }
+          pending.frames.push(frame);
+        }
+        break;
+      default:
+        done = kind === "MN";
+        if (!done) pending.frames.push(frame);
+    }
+    if (done) {
+      this.#advance();
+      pending.resolve(pending.frames);
+    }
+  }
+
+  #advance(): void {
+    this.#inflight[this.#head] = undefined as unknown as Pending;
+    this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#inflight.length) {
+      this.#inflight = this.#inflight.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #named(error: MemipcError, pending: Pending): MemipcError {
+    error.message = `${pending.command} to ${this.name}: ${error.message}`;
+    return error;
+  }
+
+  /** One timer per connection, armed for the oldest request: requests time out in order. */
+  #armTimeout(): void {
+    if (this.#timeoutTimer !== undefined) return;
+    const oldest = this.#inflight[this.#head];
+    if (oldest === undefined) return;
+    this.#timeoutTimer = setTimeout(() => this.#checkTimeout(), Math.max(1, oldest.deadline - Date.now()));
+    this.#timeoutTimer.unref();
+  }
+
+  #checkTimeout(): void {
+    this.#timeoutTimer = undefined;
+    const oldest = this.#inflight[this.#head];
+    if (oldest === undefined) return;
+    if (oldest.deadline <= Date.now()) {
+      // A late reply would be matched to the wrong request: give up on the whole connection.
+      this.#fail(
+        new TimeoutError(
+          `${oldest.command} to ${this.name}: no reply within ${this.options.timeout} ms; ` +
+            "the server is overloaded or unreachable (the connection is reset and retried)",
+        ),
+        true,
+      );
+      return;
+    }
+    this.#armTimeout();
+  }
+
+  /** Fails every waiting request, drops the socket, and schedules a reconnect with backoff. */
+  #fail(error: Error, retry: boolean): void {
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (socket) {
+      socket.removeAllListeners("close");
+      socket.destroy();
+    }
+    clearTimeout(this.#timeoutTimer);
+    this.#timeoutTimer = undefined;
+    const waiting = this.#inflight.slice(this.#head);
+    this.#inflight = [];
+    this.#head = 0;
+    this.#outgoing = [];
+    this.#lastError = error.message;
+    for (const pending of waiting) pending.reject(forCommand(error, pending.command));
+    if (this.#closed || !retry) {
+      this.#state = State.idle;
+      return;
+    }
+    this.#failures++;
+    if (this.#failures >= this.options.failuresBeforeDead) {
+      this.#deadUntil = Date.now() + this.options.deadTime;
+    }
+    this.#state = State.backoff;
+    const delay = this.#retryDelay;
+    this.#retryDelay = Math.min(this.options.maxRetryDelay, this.#retryDelay * 2);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      this.#state = State.idle;
+    }, delay);
+    this.#retryTimer.unref();
+  }
+}
+
+/** The same kind of error, its message prefixed with the command it failed (each waiter gets its own). */
+function forCommand(error: Error, command: string): Error {
+  if (!(error instanceof MemipcError)) return error;
+  const Kind = error.constructor as new (message: string, options?: { cause?: unknown }) => MemipcError;
+  return new Kind(`${command}: ${error.message}`, { cause: error });
+}
