@@ -1,5 +1,6 @@
 // Benchmark entry point: `npm run bench -- NAME [options]` runs one named scenario; no name lists them.
 // Scenarios are listed rather than all run, because each one takes a minute or more.
+import { clientScenario } from "./client.js";
 import { serverScenario } from "./server.js";
 
 export interface Scenario {
@@ -13,7 +14,7 @@ export interface Scenario {
   run(args: readonly string[]): Promise<void>;
 }
 
-const SCENARIOS: readonly Scenario[] = [serverScenario];
+const SCENARIOS: readonly Scenario[] = [serverScenario, clientScenario];
 
 function listing(): string {
   const width = Math.max(...SCENARIOS.map((scenario) => scenario.name.length));

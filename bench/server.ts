@@ -1,18 +1,36 @@
 // Scenario "server": real memcached, the Node.js floor (bench/node-floor.ts) and the embedded server, each in
 // its own process, driven in turn by the same native load generator (memcaslap, from Debian's
 // libmemcached-tools) under identical settings.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import {
+  HOST,
+  alignColumns,
+  cpuSeconds,
+  findExecutable,
+  formatPercent,
+  formatRate,
+  median,
+  memcachedTarget,
+  progress,
+  ratio,
+  round,
+  startTarget,
+  stopChildrenOnSignal,
+  track,
+  versionOf,
+  wholeNumber,
+  type RunningServer,
+  type Target,
+} from "./common.js";
 import type { Scenario } from "./main.js";
 
-const HOST = "127.0.0.1"; // loopback only: the benchmark never listens anywhere else
 export const DEFAULT_SECONDS = 10; // seconds of load per measurement (memcaslap's -t)
 export const DEFAULT_ROUNDS = 1; // each round measures every workload on every server; medians are reported
 // The reference machine has 2 cores, shared by the load generator and the server under test. memcached gets
@@ -23,9 +41,6 @@ export const DEFAULT_LOAD_THREADS = 2; // memcaslap's -T; every concurrency belo
 const MEMORY_MB = 1024; // item memory for both servers (memcached -m 1024, memipc --memory 1024m)
 const KEY_BYTES = 32; // memcaslap's keys are 16 to 250 bytes
 const VALUE_BYTES = 100;
-const START_TIMEOUT_MS = 10_000; // how long a server may take to answer `version`
-const STOP_TIMEOUT_MS = 5_000; // how long a SIGTERM may take before SIGKILL
-const PORT_ATTEMPTS = 5; // a free port can be taken by someone else between probe and bind
 const LOAD_GRACE_S = 120; // memcaslap's preload (warm-up) comes on top of --seconds; then it is stopped
 const OUTPUT_LIMIT = 1 << 20; // bytes of memcaslap output kept; its final summary is a few kilobytes
 const HIT_RATE_TOLERANCE = 0.01; // hit rates further apart than this make a row not comparable
@@ -78,15 +93,6 @@ const WORKLOADS: readonly Workload[] = [
     window: "2k",
   },
 ];
-
-/** A server to measure: how to start it on a port. */
-interface Target {
-  /** Prefix of its JSON keys. */
-  readonly id: string;
-  /** Column heading. */
-  readonly label: string;
-  command(port: number): { file: string; args: string[] };
-}
 
 /** One ratio column: the rate of target `of` over the rate of target `to` (indexes into the targets). */
 interface Comparison {
@@ -190,14 +196,6 @@ function parseOptions(args: readonly string[]): Options {
   return options;
 }
 
-function wholeNumber(text: string, flag: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new Error(`${flag} ${text} is not a whole number from ${min} to ${max}`);
-  }
-  return value;
-}
-
 async function runServerScenario(args: readonly string[]): Promise<void> {
   const options = parseOptions(args);
   const memcached = findExecutable("MEMCACHED_BIN", ["memcached"]);
@@ -212,16 +210,7 @@ async function runServerScenario(args: readonly string[]): Promise<void> {
   const { targets, comparisons } = lineup(options, memcached);
 
   const workDir = await mkdtemp(join(tmpdir(), "memipc-bench-"));
-  const stopOnSignal = (signal: NodeJS.Signals): void => {
-    // Wait (briefly) for the killed children, so they are reaped and not left as zombies.
-    void Promise.race([killAll(), sleep(STOP_TIMEOUT_MS)]).finally(() => {
-      rmSync(workDir, { recursive: true, force: true });
-      process.exit(signal === "SIGINT" ? 130 : 143);
-    });
-  };
-  process.once("SIGINT", stopOnSignal);
-  process.once("SIGTERM", stopOnSignal);
-  process.once("exit", () => void killAll());
+  const removeSignalHandlers = stopChildrenOnSignal(() => rmSync(workDir, { recursive: true, force: true }));
   try {
     const others = targets.slice(1).map((target) => target.label);
     progress(
@@ -279,8 +268,7 @@ async function runServerScenario(args: readonly string[]): Promise<void> {
     }
     if (options.json) console.log(JSON.stringify(toJson(targets, comparisons, rows, options)));
   } finally {
-    process.off("SIGINT", stopOnSignal);
-    process.off("SIGTERM", stopOnSignal);
+    removeSignalHandlers();
     await rm(workDir, { recursive: true, force: true });
   }
 }
@@ -290,9 +278,15 @@ async function runServerScenario(args: readonly string[]): Promise<void> {
  * `--validate` is memcached against itself, with one ratio under the usual key.
  */
 function lineup(options: Options, memcached: string): Lineup {
-  const baseline = memcachedTarget("memcached", "memcached", memcached, options.memcachedThreads);
+  const baseline = memcachedTarget("memcached", "memcached", memcached, options.memcachedThreads, MEMORY_MB);
   if (options.validate) {
-    const again = memcachedTarget("memcached2", "memcached (again)", memcached, options.memcachedThreads);
+    const again = memcachedTarget(
+      "memcached2",
+      "memcached (again)",
+      memcached,
+      options.memcachedThreads,
+      MEMORY_MB,
+    );
     return { targets: [baseline, again], comparisons: [{ key: "ratio", of: 1, to: 0 }] };
   }
   if (!options.floor) {
@@ -305,30 +299,6 @@ function lineup(options: Options, memcached: string): Lineup {
       { key: "ratio_vs_node_floor", of: 2, to: 1 },
       { key: "ratio_node_floor_vs_memcached", of: 1, to: 0 },
     ],
-  };
-}
-
-function memcachedTarget(id: string, label: string, binary: string, threads: number): Target {
-  return {
-    id,
-    label,
-    command: (port) => {
-      const args = [
-        "-l",
-        HOST,
-        "-p",
-        String(port),
-        "-U",
-        "0",
-        "-m",
-        String(MEMORY_MB),
-        "-t",
-        String(threads),
-      ];
-      // memcached refuses to run as root unless told which user to become.
-      if (process.getuid?.() === 0) args.push("-u", "root");
-      return { file: binary, args };
-    },
   };
 }
 
@@ -436,100 +406,6 @@ async function measure(
   } finally {
     await server.stop();
   }
-}
-
-// Every process this scenario started and has not yet seen exit, with a promise of its exit;
-// killed by PID on any way out.
-const running = new Map<ChildProcess, Promise<void>>();
-
-/** SIGKILLs every process still running; the promise settles when all have exited. */
-function killAll(): Promise<void> {
-  const exits = [...running.values()];
-  for (const child of running.keys()) child.kill("SIGKILL");
-  return Promise.all(exits).then(() => undefined);
-}
-
-function track(child: ChildProcess): Promise<void> {
-  const closed = new Promise<void>((resolve) => {
-    child.once("close", () => {
-      running.delete(child);
-      resolve();
-    });
-  });
-  running.set(child, closed);
-  return closed;
-}
-
-interface RunningServer {
-  readonly pid: number;
-  readonly port: number;
-  readonly label: string;
-  exited(): boolean;
-  stderr(): string;
-  stop(): Promise<void>;
-}
-
-async function startTarget(target: Target): Promise<RunningServer> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
-    const port = await freePort();
-    try {
-      return await startOn(target, port);
-    } catch (error) {
-      if (!(error instanceof PortTakenError)) throw error;
-      lastError = error;
-    }
-  }
-  throw new Error(`${target.label} could not bind a free port in ${PORT_ATTEMPTS} attempts`, {
-    cause: lastError,
-  });
-}
-
-class PortTakenError extends Error {}
-
-async function startOn(target: Target, port: number): Promise<RunningServer> {
-  const { file, args } = target.command(port);
-  // MEMIPC_* variables would change the embedded server's settings behind the benchmark's back.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("MEMIPC_")));
-  const child = spawn(file, args, { stdio: ["ignore", "ignore", "pipe"], env });
-  const closed = track(child);
-  let stderr = "";
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => {
-    stderr = (stderr + chunk).slice(-4096);
-  });
-  let spawnError: Error | undefined;
-  child.once("error", (error) => {
-    spawnError = error;
-  });
-  const exited = (): boolean =>
-    child.exitCode !== null || child.signalCode !== null || spawnError !== undefined;
-  const stop = async (): Promise<void> => {
-    if (!exited()) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-      await closed;
-      clearTimeout(timer);
-    }
-  };
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    if (exited()) {
-      await closed;
-      if (/already in use/i.test(stderr)) throw new PortTakenError(stderr.trim());
-      const how = spawnError?.message ?? `exit ${child.exitCode ?? child.signalCode}`;
-      throw new Error(`${target.label} stopped at start-up (${how}): ${stderr.trim() || "no output"}`);
-    }
-    if (await answersVersion(port)) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(
-        `${target.label} on port ${port} did not answer \`version\` within ${START_TIMEOUT_MS} ms`,
-      );
-    }
-    await sleep(50);
-  }
-  return { pid: child.pid!, port, label: target.label, exited, stderr: () => stderr, stop };
 }
 
 /** Runs memcaslap to completion and returns its standard output; fails on a timeout or a dead server. */
@@ -656,13 +532,6 @@ function summarize(results: LoadResult[]): Figures {
   };
 }
 
-function median(values: (number | undefined)[]): number | undefined {
-  const known = values.filter((v): v is number => v !== undefined).sort((a, b) => a - b);
-  if (known.length === 0) return undefined;
-  const middle = Math.floor(known.length / 2);
-  return known.length % 2 === 1 ? known[middle]! : (known[middle - 1]! + known[middle]!) / 2;
-}
-
 interface Row {
   workload: Workload;
   figures: Figures[];
@@ -693,16 +562,10 @@ function renderTable(targets: Target[], comparisons: Comparison[], rows: Row[]):
       each((f) => f.serverCpuPercent?.toFixed(0) ?? "?"),
     ];
   });
-  const table = [header, ...body];
-  const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column]!.length)));
-  const line = (cells: string[]): string =>
-    cells.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ");
   const legend = rows.map(({ workload }) => `  ${workload.id}: ${workload.label}`);
   return [
     "",
-    line(header),
-    line(widths.map((width) => "-".repeat(width))),
-    ...body.map(line),
+    ...alignColumns(header, body, 2),
     "",
     ...legend,
     "  p50/p99: upper bound of memcaslap's power-of-two latency bucket",
@@ -742,102 +605,4 @@ function toJson(
     }
   }
   return json;
-}
-
-function ratio(ours: number, baseline: number): number {
-  return baseline === 0 ? 0 : ours / baseline;
-}
-
-function round(value: number, digits: number): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
-}
-
-function formatRate(rate: number): string {
-  return Math.round(rate).toLocaleString("en-US");
-}
-
-function formatPercent(fraction: number): string {
-  return `${(fraction * 100).toFixed(1)}%`;
-}
-
-function progress(message: string): void {
-  process.stderr.write(`${message}\n`);
-}
-
-/** $VARIABLE if set, else the first of `names` found executable on PATH. */
-function findExecutable(variable: string, names: string[]): string | undefined {
-  const given = process.env[variable];
-  const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
-  const candidates = given ? [given] : names.flatMap((name) => dirs.map((dir) => join(dir, name)));
-  return candidates.find((file) => {
-    try {
-      accessSync(file, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** The first line a tool prints for its version flag; both tools print one line and exit at once. */
-function versionOf(file: string, flag: string): string {
-  const result = spawnSync(file, [flag], {
-    encoding: "utf8",
-    timeout: 5000,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return `${result.stdout ?? ""}${result.stderr ?? ""}`.split("\n")[0]!.trim() || file;
-}
-
-/** utime + stime of a process in seconds, from /proc; undefined where /proc is not available. */
-function cpuSeconds(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name, which is in parentheses and may itself hold spaces.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks / CLOCK_TICKS_PER_SECOND : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const CLOCK_TICKS_PER_SECOND = 100; // Linux's USER_HZ, the unit of /proc/<pid>/stat times
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** True when something on the port answers memcached's `version` command. */
-function answersVersion(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: HOST, port });
-    let reply = "";
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once("connect", () => socket.write("version\r\n"));
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      reply += chunk;
-      if (reply.includes("\r\n")) done(reply.startsWith("VERSION "));
-    });
-    socket.once("error", () => done(false));
-    socket.once("close", () => done(false));
-  });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

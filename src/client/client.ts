@@ -232,14 +232,43 @@ export class Client {
     }
   }
 
-  /** Many keys at once, spread over their servers; the map holds the keys that were found. */
+  /**
+   * Many keys at once: one multi-get per server (per 100 keys), no per-key bookkeeping. The map holds the
+   * keys that were found, under the keys as given.
+   */
   async getMulti(keys: readonly string[]): Promise<Map<string, GetResult>> {
-    const results = await Promise.all(keys.map((key) => this.get(key)));
+    const groups = new Map<number, string[]>();
+    for (const key of keys) {
+      validateKey(key);
+      const server = this.serverIndex(key);
+      const group = groups.get(server);
+      if (group === undefined) groups.set(server, [key]);
+      else group.push(key);
+    }
     const found = new Map<string, GetResult>();
-    keys.forEach((key, i) => {
-      const result = results[i];
-      if (result !== undefined) found.set(key, result);
-    });
+    const requests: Promise<void>[] = [];
+    for (const [server, group] of groups) {
+      for (let start = 0; start < group.length; start += MAX_KEYS_PER_GET) {
+        const slice =
+          start === 0 && group.length <= MAX_KEYS_PER_GET
+            ? group
+            : group.slice(start, start + MAX_KEYS_PER_GET);
+        const request = this.#connections[server]!.request(encodeGet(slice), ReplyShape.untilEnd, "get");
+        requests.push(
+          request.then((frames) => {
+            const byWire = slice.every(isAscii)
+              ? undefined
+              : new Map(slice.map((key) => [wireKey(key), key]));
+            for (const frame of frames) {
+              if (frame.kind !== "VALUE") continue;
+              const key = byWire === undefined ? frame.key : byWire.get(frame.key);
+              if (key !== undefined) found.set(key, { value: frame.value, flags: frame.flags });
+            }
+          }),
+        );
+      }
+    }
+    await Promise.all(requests);
     return found;
   }
 
@@ -488,7 +517,11 @@ function metaReply(command: string, frame: ReplyFrame): MetaReply {
 
 /** Keys come back from memcached as their bytes; a JavaScript key is sent as UTF-8. */
 function wireKey(key: string): string {
-  return /^[\x00-\x7f]*$/.test(key) ? key : Buffer.from(key, "utf8").toString("latin1");
+  return isAscii(key) ? key : Buffer.from(key, "utf8").toString("latin1");
+}
+
+function isAscii(key: string): boolean {
+  return /^[\x00-\x7f]*$/.test(key);
 }
 
 function valuesByKey(frames: readonly ReplyFrame[]): Map<string, GetResult> {

@@ -624,4 +624,3 @@ function adminReply(t: string[]): string | undefined {
   }
   return "ERROR";
 }
-

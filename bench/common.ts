@@ -1,0 +1,282 @@
+// What the benchmark scenarios share: starting servers on free loopback ports and stopping them by PID,
+// finding tools, option parsing, medians and table formatting.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { accessSync, constants, readFileSync } from "node:fs";
+import { createConnection, createServer } from "node:net";
+import { delimiter, join } from "node:path";
+
+export const HOST = "127.0.0.1"; // loopback only: the benchmark never listens anywhere else
+const START_TIMEOUT_MS = 10_000; // how long a server may take to answer `version`
+export const STOP_TIMEOUT_MS = 5_000; // how long a SIGTERM may take before SIGKILL
+const PORT_ATTEMPTS = 5; // a free port can be taken by someone else between probe and bind
+const CLOCK_TICKS_PER_SECOND = 100; // Linux's USER_HZ, the unit of /proc/<pid>/stat times
+
+/** A server to measure: how to start it on a port. */
+export interface Target {
+  /** Prefix of its JSON keys. */
+  readonly id: string;
+  /** Column heading. */
+  readonly label: string;
+  command(port: number): { file: string; args: string[] };
+}
+
+export interface RunningServer {
+  readonly pid: number;
+  readonly port: number;
+  readonly label: string;
+  exited(): boolean;
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
+/** Real memcached on the loopback interface with `memoryMb` of item memory and `threads` worker threads. */
+export function memcachedTarget(
+  id: string,
+  label: string,
+  binary: string,
+  threads: number,
+  memoryMb: number,
+): Target {
+  return {
+    id,
+    label,
+    command: (port) => {
+      const args = ["-l", HOST, "-p", String(port), "-U", "0", "-m", String(memoryMb), "-t", String(threads)];
+      // memcached refuses to run as root unless told which user to become.
+      if (process.getuid?.() === 0) args.push("-u", "root");
+      return { file: binary, args };
+    },
+  };
+}
+
+// Every process a scenario started and has not yet seen exit, with a promise of its exit;
+// killed by PID on any way out.
+const running = new Map<ChildProcess, Promise<void>>();
+
+/** SIGKILLs every process still running; the promise settles when all have exited. */
+export function killAll(): Promise<void> {
+  const exits = [...running.values()];
+  for (const child of running.keys()) child.kill("SIGKILL");
+  return Promise.all(exits).then(() => undefined);
+}
+
+export function track(child: ChildProcess): Promise<void> {
+  const closed = new Promise<void>((resolve) => {
+    child.once("close", () => {
+      running.delete(child);
+      resolve();
+    });
+  });
+  running.set(child, closed);
+  return closed;
+}
+
+/**
+ * On SIGINT or SIGTERM, kills the started processes (by PID), runs `cleanup` and exits; on any exit, kills
+ * them. Returns a function that removes the signal handlers again.
+ */
+export function stopChildrenOnSignal(cleanup: () => void = () => {}): () => void {
+  const stopOnSignal = (signal: NodeJS.Signals): void => {
+    // Wait (briefly) for the killed children, so they are reaped and not left as zombies.
+    void Promise.race([killAll(), sleep(STOP_TIMEOUT_MS)]).finally(() => {
+      cleanup();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  };
+  process.once("SIGINT", stopOnSignal);
+  process.once("SIGTERM", stopOnSignal);
+  process.once("exit", () => void killAll());
+  return () => {
+    process.off("SIGINT", stopOnSignal);
+    process.off("SIGTERM", stopOnSignal);
+  };
+}
+
+/** Starts the target on a free loopback port and waits until it answers `version`. */
+export async function startTarget(target: Target): Promise<RunningServer> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+    const port = await freePort();
+    try {
+      return await startOn(target, port);
+    } catch (error) {
+      if (!(error instanceof PortTakenError)) throw error;
+      lastError = error;
+    }
+  }
+  throw new Error(`${target.label} could not bind a free port in ${PORT_ATTEMPTS} attempts`, {
+    cause: lastError,
+  });
+}
+
+class PortTakenError extends Error {}
+
+async function startOn(target: Target, port: number): Promise<RunningServer> {
+  const { file, args } = target.command(port);
+  // MEMIPC_* variables would change the embedded server's settings behind the benchmark's back.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("MEMIPC_")));
+  const child = spawn(file, args, { stdio: ["ignore", "ignore", "pipe"], env });
+  const closed = track(child);
+  let stderr = "";
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (chunk: string) => {
+    stderr = (stderr + chunk).slice(-4096);
+  });
+  let spawnError: Error | undefined;
+  child.once("error", (error) => {
+    spawnError = error;
+  });
+  const exited = (): boolean =>
+    child.exitCode !== null || child.signalCode !== null || spawnError !== undefined;
+  const stop = async (): Promise<void> => {
+    if (!exited()) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+      await closed;
+      clearTimeout(timer);
+    }
+  };
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (exited()) {
+      await closed;
+      if (/already in use/i.test(stderr)) throw new PortTakenError(stderr.trim());
+      const how = spawnError?.message ?? `exit ${child.exitCode ?? child.signalCode}`;
+      throw new Error(`${target.label} stopped at start-up (${how}): ${stderr.trim() || "no output"}`);
+    }
+    if (await answersVersion(port)) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(
+        `${target.label} on port ${port} did not answer \`version\` within ${START_TIMEOUT_MS} ms`,
+      );
+    }
+    await sleep(50);
+  }
+  return { pid: child.pid!, port, label: target.label, exited, stderr: () => stderr, stop };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** True when something on the port answers memcached's `version` command. */
+function answersVersion(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: HOST, port });
+    let reply = "";
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once("connect", () => socket.write("version\r\n"));
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      reply += chunk;
+      if (reply.includes("\r\n")) done(reply.startsWith("VERSION "));
+    });
+    socket.once("error", () => done(false));
+    socket.once("close", () => done(false));
+  });
+}
+
+/** $VARIABLE if set, else the first of `names` found executable on PATH. */
+export function findExecutable(variable: string, names: string[]): string | undefined {
+  const given = process.env[variable];
+  const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
+  const candidates = given ? [given] : names.flatMap((name) => dirs.map((dir) => join(dir, name)));
+  return candidates.find((file) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The first line a tool prints for its version flag; both tools print one line and exit at once. */
+export function versionOf(file: string, flag: string): string {
+  const result = spawnSync(file, [flag], {
+    encoding: "utf8",
+    timeout: 5000,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return `${result.stdout ?? ""}${result.stderr ?? ""}`.split("\n")[0]!.trim() || file;
+}
+
+/** utime + stime of a process in seconds, from /proc; undefined where /proc is not available. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which is in parentheses and may itself hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks / CLOCK_TICKS_PER_SECOND : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function wholeNumber(text: string, flag: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${flag} ${text} is not a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+export function median(values: (number | undefined)[]): number | undefined {
+  const known = values.filter((v): v is number => v !== undefined).sort((a, b) => a - b);
+  if (known.length === 0) return undefined;
+  const middle = Math.floor(known.length / 2);
+  return known.length % 2 === 1 ? known[middle]! : (known[middle - 1]! + known[middle]!) / 2;
+}
+
+export function ratio(ours: number, baseline: number): number {
+  return baseline === 0 ? 0 : ours / baseline;
+}
+
+export function round(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+export function formatRate(rate: number): string {
+  return Math.round(rate).toLocaleString("en-US");
+}
+
+export function formatPercent(fraction: number): string {
+  return `${(fraction * 100).toFixed(1)}%`;
+}
+
+/**
+ * A header, a rule and the body, columns separated by two spaces; the first `leftColumns` columns are
+ * left-aligned, the others right-aligned.
+ */
+export function alignColumns(header: string[], body: string[][], leftColumns: number): string[] {
+  const table = [header, ...body];
+  const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column]!.length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
+      .join("  ");
+  return [line(header), line(widths.map((width) => "-".repeat(width))), ...body.map(line)];
+}
+
+export function progress(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
