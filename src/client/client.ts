@@ -1,8 +1,8 @@
 // The memcached client: typed methods for every text and meta command over pipelined connections, one
 // per server, with keys placed by ketama consistent hashing and concurrent gets merged into multi-gets.
-import { ClientError, ConfigError, ProtocolError } from "../errors.js";
+import { ClientError, ConfigError, ConnectionClosedError, ProtocolError } from "../errors.js";
 import { validateKey } from "../protocol/keys.js";
-import type { MetaFlag, ReplyFrame, ValueFrame } from "../protocol/reply-parser.js";
+import { replyError, type MetaFlag, type ReplyFrame, type ValueFrame } from "../protocol/reply-parser.js";
 import {
   encodeCas,
   encodeDecr,
@@ -178,8 +178,26 @@ export class Client {
     return entry.alive[entry.ring.serverFor(key)]!;
   }
 
+  /**
+   * The connection for `key`, with any gets still waiting for the end of the tick on that server sent
+   * first, so requests reach the server in the order they were made.
+   */
   #connection(key: string): ServerConnection {
-    return this.#connections[this.serverIndex(key)]!;
+    return this.#ordered(this.serverIndex(key));
+  }
+
+  #ordered(server: number): ServerConnection {
+    const batch = this.#batches.get(server);
+    if (batch !== undefined) {
+      this.#batches.delete(server);
+      this.#sendBatch(server, batch);
+    }
+    return this.#connections[server]!;
+  }
+
+  /** Every connection, each with its waiting gets sent first. */
+  #all(): ServerConnection[] {
+    return this.#connections.map((_, server) => this.#ordered(server));
   }
 
   // ---- retrieval -------------------------------------------------------------------------------------
@@ -212,23 +230,26 @@ export class Client {
     this.#batchScheduled = false;
     const batches = this.#batches;
     this.#batches = new Map();
-    for (const [server, batch] of batches) {
-      const keys = [...batch.keys()];
-      for (let start = 0; start < keys.length; start += MAX_KEYS_PER_GET) {
-        const slice = keys.slice(start, start + MAX_KEYS_PER_GET);
-        this.#connections[server]!.request(encodeGet(slice), ReplyShape.untilEnd, "get").then(
-          (frames) => {
-            const found = valuesByKey(frames);
-            for (const key of slice) {
-              const result = found.get(wireKey(key));
-              for (const waiter of batch.get(key)!) waiter.resolve(result);
-            }
-          },
-          (error: Error) => {
-            for (const key of slice) for (const waiter of batch.get(key)!) waiter.reject(error);
-          },
-        );
-      }
+    for (const [server, batch] of batches) this.#sendBatch(server, batch);
+  }
+
+  #sendBatch(server: number, batch: Map<string, GetWaiter[]>): void {
+    const keys = [...batch.keys()];
+    for (let start = 0; start < keys.length; start += MAX_KEYS_PER_GET) {
+      const slice = keys.length <= MAX_KEYS_PER_GET ? keys : keys.slice(start, start + MAX_KEYS_PER_GET);
+      const expected = new Set(slice.map(wireKey));
+      this.#connections[server]!.request(encodeGet(slice), ReplyShape.untilEnd, "get", expected).then(
+        (frames) => {
+          const found = valuesByKey(frames);
+          for (const key of slice) {
+            const result = found.get(wireKey(key));
+            for (const waiter of batch.get(key)!) waiter.resolve(result);
+          }
+        },
+        (error: Error) => {
+          for (const key of slice) for (const waiter of batch.get(key)!) waiter.reject(error);
+        },
+      );
     }
   }
 
@@ -253,7 +274,9 @@ export class Client {
           start === 0 && group.length <= MAX_KEYS_PER_GET
             ? group
             : group.slice(start, start + MAX_KEYS_PER_GET);
-        const request = this.#connections[server]!.request(encodeGet(slice), ReplyShape.untilEnd, "get");
+        const byWire = new Map(slice.map((key) => [wireKey(key), key]));
+        const expected = new Set(byWire.keys());
+        const request = this.#ordered(server).request(encodeGet(slice), ReplyShape.untilEnd, "get", expected);
         requests.push(
           request.then((frames) => {
             const byWire = slice.every(isAscii)
@@ -274,18 +297,33 @@ export class Client {
 
   /** The value with its CAS unique, for a later `cas`. */
   async gets(key: string): Promise<GetResult | undefined> {
-    const frames = await this.#connection(key).request(encodeGets(key), ReplyShape.untilEnd, "gets");
+    const frames = await this.#connection(key).request(
+      encodeGets(key),
+      ReplyShape.untilEnd,
+      "gets",
+      oneKey(key),
+    );
     return valuesByKey(frames).get(wireKey(key));
   }
 
   /** Get and touch: the value, with its TTL reset to `ttl`. */
   async gat(key: string, ttl: number): Promise<GetResult | undefined> {
-    const frames = await this.#connection(key).request(encodeGat(ttl, key), ReplyShape.untilEnd, "gat");
+    const frames = await this.#connection(key).request(
+      encodeGat(ttl, key),
+      ReplyShape.untilEnd,
+      "gat",
+      oneKey(key),
+    );
     return valuesByKey(frames).get(wireKey(key));
   }
 
   async gats(key: string, ttl: number): Promise<GetResult | undefined> {
-    const frames = await this.#connection(key).request(encodeGats(ttl, key), ReplyShape.untilEnd, "gats");
+    const frames = await this.#connection(key).request(
+      encodeGats(ttl, key),
+      ReplyShape.untilEnd,
+      "gats",
+      oneKey(key),
+    );
     return valuesByKey(frames).get(wireKey(key));
   }
 
@@ -329,7 +367,11 @@ export class Client {
     });
     const connection = this.#connection(key);
     if (options.noreply) {
-      connection.send(bytes);
+      if (!connection.send(bytes)) {
+        throw new ConnectionClosedError(
+          `${command} to ${connection.name} (noreply): not sent, the server is not connected (reconnecting or marked dead)`,
+        );
+      }
       return true;
     }
     const [frame] = await connection.request(bytes, ReplyShape.single, command);
@@ -403,7 +445,7 @@ export class Client {
   async flushAll(delay?: number): Promise<void> {
     const bytes = encodeFlushAll(delay === undefined ? undefined : { delay });
     await Promise.all(
-      this.#connections.map(async (connection) => {
+      this.#all().map(async (connection) => {
         const [frame] = await connection.request(bytes, ReplyShape.single, "flush_all");
         if (frame!.kind !== "OK") throw unexpected("flush_all", frame!);
       }),
@@ -414,7 +456,7 @@ export class Client {
   async stats(arg?: string): Promise<Map<string, Map<string, string>>> {
     const bytes = encodeStats(arg);
     const all = await Promise.all(
-      this.#connections.map((connection) => connection.request(bytes, ReplyShape.untilEnd, "stats")),
+      this.#all().map((connection) => connection.request(bytes, ReplyShape.untilEnd, "stats")),
     );
     const result = new Map<string, Map<string, string>>();
     all.forEach((frames, i) => {
@@ -443,23 +485,23 @@ export class Client {
   // ---- meta commands --------------------------------------------------------------------------------
 
   /** Meta get with flags such as ["v", "c", "f", "t", "T30", "N30", "O1"]; EN on a miss. */
-  mg(key: string, flags: readonly string[] = ["v"]): Promise<MetaReply> {
+  async mg(key: string, flags: readonly string[] = ["v"]): Promise<MetaReply> {
     return this.#meta("mg", key, encodeMg(key, flags), flags);
   }
 
   /** Meta set with flags such as ["T30", "F5", "C123", "MA", "c"]. */
-  ms(key: string, value: Value, flags: readonly string[] = []): Promise<MetaReply> {
+  async ms(key: string, value: Value, flags: readonly string[] = []): Promise<MetaReply> {
     this.#checkValue(key, value);
     return this.#meta("ms", key, encodeMs(key, value, flags), flags);
   }
 
   /** Meta delete with flags such as ["C123", "I", "T30"]. */
-  md(key: string, flags: readonly string[] = []): Promise<MetaReply> {
+  async md(key: string, flags: readonly string[] = []): Promise<MetaReply> {
     return this.#meta("md", key, encodeMd(key, flags), flags);
   }
 
   /** Meta arithmetic with flags such as ["N0", "J0", "D5", "MD", "v"]. */
-  ma(key: string, flags: readonly string[] = []): Promise<MetaReply> {
+  async ma(key: string, flags: readonly string[] = []): Promise<MetaReply> {
     return this.#meta("ma", key, encodeMa(key, flags), flags);
   }
 
@@ -478,6 +520,11 @@ export class Client {
       const frames = await connection.request([...toParts(bytes), encodeMn()], ReplyShape.untilMn, command);
       const frame = frames[0];
       if (frame === undefined) return quietReply(command);
+      if (frame.kind === "ERROR" || frame.kind === "CLIENT_ERROR" || frame.kind === "SERVER_ERROR") {
+        const error = replyError(frame);
+        error.message = `${command} to ${connection.name}: ${error.message}`;
+        throw error;
+      }
       return metaReply(command, frame);
     }
     const [frame] = await connection.request(bytes, ReplyShape.single, command);
@@ -518,6 +565,11 @@ function metaReply(command: string, frame: ReplyFrame): MetaReply {
 /** Keys come back from memcached as their bytes; a JavaScript key is sent as UTF-8. */
 function wireKey(key: string): string {
   return isAscii(key) ? key : Buffer.from(key, "utf8").toString("latin1");
+}
+
+/** The keys a get-like request may answer for. */
+function oneKey(key: string): ReadonlySet<string> {
+  return new Set([wireKey(key)]);
 }
 
 function isAscii(key: string): boolean {

@@ -35,6 +35,8 @@ export interface ConnectionOptions {
 
 interface Pending {
   shape: ReplyShape;
+  /** Keys a VALUE frame may carry (get-like requests); any other key means the stream is out of step. */
+  keys: ReadonlySet<string> | undefined;
   /** Command name, for error messages. */
   command: string;
   frames: ReplyFrame[];
@@ -82,7 +84,12 @@ export class ServerConnection {
   }
 
   /** Queues one request; the promise settles with the frames of its reply. */
-  request(bytes: Encoded, shape: ReplyShape, command: string): Promise<ReplyFrame[]> {
+  request(
+    bytes: Encoded,
+    shape: ReplyShape,
+    command: string,
+    keys?: ReadonlySet<string>,
+  ): Promise<ReplyFrame[]> {
     if (this.#closed) {
       return Promise.reject(new ConnectionClosedError(`${command} to ${this.name}: the client was closed`));
     }
@@ -112,6 +119,7 @@ export class ServerConnection {
     return new Promise<ReplyFrame[]>((resolve, reject) => {
       this.#inflight.push({
         shape,
+        keys,
         command,
         frames: [],
         deadline: Date.now() + this.options.timeout,
@@ -126,13 +134,17 @@ export class ServerConnection {
     });
   }
 
-  /** Sends a request that has no reply (noreply); fire and forget, still ordered with the others. */
-  send(bytes: Encoded): void {
-    if (this.#closed || this.dead || this.#state === State.backoff) return;
+  /**
+   * Sends a request that has no reply (noreply), ordered with the others; false when it cannot be sent
+   * (closed, reconnecting, or the server is marked dead).
+   */
+  send(bytes: Encoded): boolean {
+    if (this.#closed || this.dead || this.#state === State.backoff) return false;
     if (Array.isArray(bytes)) this.#outgoing.push(...bytes);
     else this.#outgoing.push(bytes);
     if (this.#state === State.idle) this.#connect();
     else if (this.#state === State.open) this.#scheduleWrite();
+    return true;
   }
 
   close(): void {
@@ -152,7 +164,6 @@ export class ServerConnection {
     socket.once("connect", () => {
       socket.setTimeout(0);
       this.#state = State.open;
-      this.#failures = 0;
       this.#retryDelay = this.options.retryDelay;
       this.#scheduleWrite();
     });
@@ -238,6 +249,11 @@ export class ServerConnection {
           if (kind !== "VALUE" && kind !== "STAT") {
             throw new ProtocolError(`${pending.command} expected VALUE, STAT or END, got ${kind}`);
           }
+          if (kind === "VALUE" && pending.keys !== undefined && !pending.keys.has(frame.key)) {
+            throw new ProtocolError(
+              `${pending.command} got a value for key ${JSON.stringify(frame.key)}, which it did not ask for`,
+            );
+          }
           pending.frames.push(frame);
         }
         break;
@@ -246,6 +262,8 @@ export class ServerConnection {
         if (!done) pending.frames.push(frame);
     }
     if (done) {
+      // A whole reply: the server works, whatever happened to earlier connections.
+      this.#failures = 0;
       this.#advance();
       pending.resolve(pending.frames);
     }
