@@ -531,6 +531,11 @@ export class Client {
     return metaReply(command, frame!);
   }
 
+  /** Meta no-op on every server: resolves once each has answered everything sent before it. */
+  async mn(): Promise<void> {
+    await Promise.all(this.#all().map((connection) => connection.request(encodeMn(), ReplyShape.single, "mn")));
+  }
+
   /** Closes every connection; waiting requests fail with ConnectionClosedError. */
   close(): void {
     for (const connection of this.#connections) connection.close();
