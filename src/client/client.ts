@@ -533,7 +533,9 @@ export class Client {
 
   /** Meta no-op on every server: resolves once each has answered everything sent before it. */
   async mn(): Promise<void> {
-    await Promise.all(this.#all().map((connection) => connection.request(encodeMn(), ReplyShape.single, "mn")));
+    await Promise.all(
+      this.#all().map((connection) => connection.request(encodeMn(), ReplyShape.single, "mn")),
+    );
   }
 
   /** Closes every connection; waiting requests fail with ConnectionClosedError. */
