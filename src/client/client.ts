@@ -46,16 +46,10 @@ export interface ServerAddress {
   weight?: number;
 }
 
-export interface ClientOptions {
+/** Connection settings (timeouts, backoff, dead-server marking; see ConnectionOptions) plus the pool's own. */
+export interface ClientOptions extends Omit<ConnectionOptions, "host" | "port"> {
   /** "host:port", "host:port,host:port", or a list of those or of addresses. Default 127.0.0.1:11211. */
   servers: string | readonly (string | ServerAddress)[];
-  timeout: number;
-  connectTimeout: number;
-  maxPending: number;
-  retryDelay: number;
-  maxRetryDelay: number;
-  failuresBeforeDead: number;
-  deadTime: number;
   /** When a key's server is marked dead, use the next server on the ring instead of failing fast. */
   failover: boolean;
   /** Largest value accepted before anything is sent. */
@@ -146,18 +140,13 @@ export class Client {
   }
 
   #connectionOptions(server: ServerAddress): ConnectionOptions {
-    const o = this.options;
-    return {
-      host: server.host,
-      port: server.port,
-      timeout: o.timeout,
-      connectTimeout: o.connectTimeout,
-      maxPending: o.maxPending,
-      retryDelay: o.retryDelay,
-      maxRetryDelay: o.maxRetryDelay,
-      failuresBeforeDead: o.failuresBeforeDead,
-      deadTime: o.deadTime,
-    };
+    const {
+      servers: _servers,
+      failover: _failover,
+      maxValueSize: _maxValueSize,
+      ...connection
+    } = this.options;
+    return { ...connection, host: server.host, port: server.port };
   }
 
   /** Which server holds `key`: ketama over all servers, or over the live ones with failover on. */
