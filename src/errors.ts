@@ -10,6 +10,8 @@ export const ErrorCode = {
   timeout: "ETIMEOUT",
   config: "ECONFIG",
   overload: "EOVERLOAD",
+  sink: "ESINK",
+  leaseLost: "ELEASELOST",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -73,5 +75,31 @@ export class ConfigError extends MemipcError {
 export class OverloadError extends MemipcError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.overload, message, options);
+  }
+}
+
+/**
+ * This process no longer holds a lease it held: a renew found the key gone or owned by someone else, or
+ * renewing has not succeeded for long enough that another process may take over. Work guarded by the
+ * lease must stop at once.
+ */
+export class LeaseLostError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.leaseLost, message, options);
+  }
+}
+
+/**
+ * A sink could not write or recover its output: the disk refused (`errno` says how: ENOSPC, EACCES, EROFS…),
+ * a file is corrupt, or a batch broke the order rule. `file` names the file involved. A refused write
+ * leaves the sink's cursor where it was; fix the cause and retry the same batch.
+ */
+export class SinkError extends MemipcError {
+  readonly file: string | undefined;
+  readonly errno: string | undefined;
+  constructor(message: string, options?: { cause?: unknown; file?: string; errno?: string }) {
+    super(ErrorCode.sink, message, options);
+    this.file = options?.file;
+    this.errno = options?.errno;
   }
 }

@@ -8,3 +8,18 @@ export {
   type MetaReply,
 } from "./client/index.js";
 export { startServer, MemcachedServer, type ServerOptions } from "./server/index.js";
+export { Lease, type LeaseOptions, type LeaseStatus } from "./lease/index.js";
+export {
+  openFileSink,
+  FileSink,
+  GapReason,
+  SinkFormat,
+  type FileSinkOptions,
+  type FileSinkMetrics,
+  type FsyncPolicy,
+  type Commit,
+  type Cursor,
+  type SinkRecord,
+  type EntryRecord,
+  type GapRecord,
+} from "./sinks/index.js";

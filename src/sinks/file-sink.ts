@@ -1,0 +1,933 @@
+// The file sink: writes a log stream's records to rotating files, exactly once across crashes, and keeps the
+// drainer's cursor durable with the output itself (not only in memcached).
+//
+// ## Commit and recovery
+//
+// A commit appends the batch's bytes to the current file (one `write` per file touched), then makes them
+// durable per the fsync policy; only then does `cursor()` move. The drainer deletes entries from memcached
+// only up to `cursor()`, so bytes appended but never acknowledged are always written again.
+//
+// - JSON Lines carries (epoch, seq) in every record, so the file *is* the cursor: on open, a trailing partial
+//   line (and any unparsable tail, e.g. zeros left by a power cut) is truncated away and the cursor is the
+//   position of the last complete non-late record of the newest file (scanning back into older files when the
+//   newest holds none). Records appended but never acknowledged survive a crash only if complete, and then
+//   the recovered cursor includes them, so the drainer resumes after them: nothing twice, nothing lost. This
+//   costs one fsync per commit, which is why JSON Lines does not also keep a sidecar.
+// - Raw lines carry no positions, so the cursor lives in a sidecar `<dir>/<stream>.cursor` holding
+//   `{"epoch","seq","file","bytes"}`, written atomically (temp file, fsync, rename, fsync folder) after each
+//   durable commit. One sidecar per stream (not per data file) keeps a commit that crosses a rotation a single
+//   rename. On open, the named file is truncated to `bytes` and newer files to zero: their bytes were never
+//   acknowledged. The sidecar is created before the first data file, so raw files without one are refused.
+//
+// A refused write (ENOSPC, EACCES, EROFS…) truncates every file the batch touched back to where it started
+// and raises SinkError; a failed fsync truncates back to the last durable point (after a failed fsync Linux
+// may drop the dirty pages, so retrying the fsync would lie). The cursor does not move; once the cause is
+// fixed the same batch can be written again.
+import { closeSync, constants, fsyncSync, openSync } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, stat, truncate, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { ConfigError, SinkError } from "../errors.js";
+
+/** One log entry, as the drainer hands it over. `late`: it arrived after its gap was written. */
+export interface EntryRecord {
+  kind: "entry";
+  epoch: number;
+  seq: number;
+  /** When the producer appended it, in ms since the Unix epoch. */
+  time: number;
+  node: string;
+  data: unknown;
+  late?: boolean;
+}
+
+/** Sequence numbers `from`..`to` (inclusive) of `epoch` that will never be written. */
+export interface GapRecord {
+  kind: "gap";
+  epoch: number;
+  from: number;
+  to: number;
+  reason: GapReason;
+}
+
+export const GapReason = { holeTimeout: "hole-timeout", reset: "reset", rollover: "rollover" } as const;
+export type GapReason = (typeof GapReason)[keyof typeof GapReason];
+
+export type SinkRecord = EntryRecord | GapRecord;
+
+/** A position in the stream: (epoch, seq) of an entry, (epoch, to) of a gap. */
+export interface Cursor {
+  epoch: number;
+  seq: number;
+}
+
+export const SinkFormat = { jsonl: "jsonl", raw: "raw" } as const;
+export type SinkFormat = (typeof SinkFormat)[keyof typeof SinkFormat];
+
+/**
+ * - `"batch"`: every `write` resolves after an fsync covering it (concurrent writes may share one).
+ * - `{ everyMs }`: group commit, at most one fsync per `everyMs`; `write` still resolves only once durable.
+ * - `"never"`: `write` resolves once the bytes are in the OS page cache. A killed process loses nothing, but a
+ *   machine crash or power cut loses what the kernel had not written back yet (on Linux up to about 30 s,
+ *   `vm.dirty_expire_centisecs`) and can leave the cursor ahead of the data: entries can be lost, not doubled.
+ */
+export type FsyncPolicy = "batch" | "never" | { everyMs: number };
+
+export interface FileSinkOptions {
+  /** File name prefix: `<stream>-<YYYY-MM-DD>[.<n>].<jsonl|log>`. Letters, digits, `_`, `-`, `.`. */
+  stream?: string;
+  format?: SinkFormat;
+  fsync?: FsyncPolicy;
+  /** A file is closed before a record would take it over this size, in bytes; a larger record gets a file alone. */
+  maxBytes?: number;
+  /** The clock that picks the file's UTC day, in ms since the Unix epoch (tests inject one). */
+  now?: () => number;
+}
+
+/** What a resolved `write` reports. `cursor` is the durable cursor after this batch. */
+export interface Commit {
+  cursor: Cursor | undefined;
+  records: number;
+  bytes: number;
+  /** The file the batch ended in (absolute path); undefined for an empty batch before any file. */
+  file: string | undefined;
+  durable: boolean;
+}
+
+/** Counters since `open` (committed records only). */
+export interface FileSinkMetrics {
+  bytes: number;
+  records: number;
+  entries: number;
+  gaps: number;
+  late: number;
+  fsyncs: number;
+  /** ms since the Unix epoch of the last resolved commit (the sink's clock). */
+  lastCommitAt: number | undefined;
+  file: string | undefined;
+}
+
+export const DEFAULT_STREAM = "log";
+export const DEFAULT_MAX_BYTES = 256 * 1024 * 1024; // bytes
+export const DEFAULT_FSYNC: FsyncPolicy = "batch";
+const RECOVERY_WINDOW = 64 * 1024; // bytes read at a time from the end of a file while recovering
+const MAX_FILES_PER_DAY = 100_000; // bounds the search for a free file name
+
+export function defaultOptions(): Required<FileSinkOptions> {
+  return {
+    stream: DEFAULT_STREAM,
+    format: SinkFormat.jsonl,
+    fsync: DEFAULT_FSYNC,
+    maxBytes: DEFAULT_MAX_BYTES,
+    now: Date.now,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Formats
+
+/**
+ * JSON Lines: one JSON object per line, UTF-8, `\n` after each, keys in this order.
+ *
+ * Entry: `{"seq":12,"epoch":3,"time":"2026-11-24T10:00:00.000Z","ms":1795514400000,"node":"web-1","data":…}`
+ * - `seq`, `epoch`: integers, the entry's position; `time` (ISO 8601, UTC, ms) and `ms` (ms since the Unix
+ *   epoch): when the producer appended it; `node`: who appended it; `data`: the payload as JSON (`null` when
+ *   absent); a late entry (written after the gap that covered it) ends with `"late":true`.
+ *
+ * Gap: `{"epoch":3,"time":"…","ms":…,"gap":{"from":13,"to":15,"reason":"hole-timeout"}}`
+ * - seq `from`..`to` (inclusive) of `epoch` will not appear, except as late entries; `reason` is
+ *   `hole-timeout` (taken, never written in time), `reset` (the counter vanished) or `rollover` (it reached its
+ *   limit); `time`/`ms`: when the sink wrote the gap. A gap has no `seq`, `node` or `data`.
+ *
+ * Records appear in position order ((epoch, seq) of entries, (epoch, to) of gaps), except late entries.
+ */
+export function formatJsonLine(record: SinkRecord, now: number): string {
+  if (record.kind === "gap") {
+    const { epoch, from, to, reason } = record;
+    return `${JSON.stringify({ epoch, time: iso(now), ms: now, gap: { from, to, reason } })}\n`;
+  }
+  const line: Record<string, unknown> = {
+    seq: record.seq,
+    epoch: record.epoch,
+    time: iso(record.time),
+    ms: record.time,
+    node: record.node,
+    data: record.data === undefined ? null : record.data,
+  };
+  if (record.late === true) line.late = true;
+  return `${JSON.stringify(line)}\n`;
+}
+
+/**
+ * Raw lines: an entry is its data as text (a string as is, anything else as JSON), `\r` and `\n` inside it
+ * written as the two characters `\r`, `\n`; late entries look like any other. A gap is the line
+ * `#memipc gap epoch=3 from=13 to=15 reason=hole-timeout time=2026-11-24T10:00:00.000Z` (data starting with
+ * `#memipc gap ` reads the same: raw lines trade exactness for compatibility with line-based tools).
+ */
+export function formatRawLine(record: SinkRecord, now: number): string {
+  if (record.kind === "gap") {
+    const { epoch, from, to, reason } = record;
+    return `#memipc gap epoch=${epoch} from=${from} to=${to} reason=${reason} time=${iso(now)}\n`;
+  }
+  const text = typeof record.data === "string" ? record.data : JSON.stringify(record.data ?? null);
+  return `${text.replace(/\r/g, "\\r").replace(/\n/g, "\\n")}\n`;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** The position a JSON line records, or undefined if it is not one of ours (torn, garbage). */
+function parseJsonLine(line: string): { cursor: Cursor; late: boolean } | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as { epoch?: unknown; seq?: unknown; late?: unknown; gap?: { to?: unknown } };
+  if (!isCount(v.epoch)) return undefined;
+  if (isCount(v.seq)) return { cursor: { epoch: v.epoch, seq: v.seq }, late: v.late === true };
+  if (typeof v.gap === "object" && v.gap !== null && isCount(v.gap.to)) {
+    return { cursor: { epoch: v.epoch, seq: v.gap.to }, late: false };
+  }
+  return undefined;
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function compare(a: Cursor, b: Cursor): number {
+  return a.epoch !== b.epoch ? a.epoch - b.epoch : a.seq - b.seq;
+}
+
+function positionOf(record: SinkRecord): Cursor {
+  return record.kind === "gap"
+    ? { epoch: record.epoch, seq: record.to }
+    : { epoch: record.epoch, seq: record.seq };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// File names
+
+interface FileName {
+  name: string;
+  day: string;
+  index: number;
+}
+
+function utcDay(ms: number): string {
+  return iso(ms).slice(0, 10);
+}
+
+function fileName(stream: string, ext: string, day: string, index: number): FileName {
+  return { name: `${stream}-${day}${index === 0 ? "" : `.${index}`}.${ext}`, day, index };
+}
+
+function byAge(a: FileName, b: FileName): number {
+  return a.day < b.day ? -1 : a.day > b.day ? 1 : a.index - b.index;
+}
+
+async function listFiles(dir: string, stream: string, ext: string): Promise<FileName[]> {
+  const escaped = stream.replace(/[.\\^$*+?()[\]{}|-]/g, "\\$&");
+  const pattern = new RegExp(`^${escaped}-(\\d{4}-\\d{2}-\\d{2})(?:\\.(\\d+))?\\.${ext}$`);
+  const found: FileName[] = [];
+  for (const name of await readdir(dir)) {
+    const match = pattern.exec(name);
+    if (match) found.push({ name, day: match[1]!, index: match[2] === undefined ? 0 : Number(match[2]) });
+  }
+  return found.sort(byAge);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors
+
+function errnoOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+const ADVICE: Record<string, string> = {
+  ENOSPC: "free disk space (or move the output folder), then retry the same batch",
+  EDQUOT: "raise the disk quota or free space, then retry the same batch",
+  EACCES: "give this process write permission on the file and its folder, then retry the same batch",
+  EPERM: "give this process write permission on the file and its folder, then retry the same batch",
+  EROFS: "the file system is read-only: remount it read-write or choose another output folder",
+  EISDIR: "a folder stands where the sink's file should be: move it away, then retry the same batch",
+  ENOTDIR: "part of the output path is a file, not a folder: choose another output folder",
+  EIO: "the disk reported an I/O error: check the device, then retry the same batch",
+};
+
+function ioError(what: string, file: string, error: unknown): SinkError {
+  const errno = errnoOf(error);
+  const advice = (errno && ADVICE[errno]) ?? "fix the cause, then retry the same batch";
+  const reason = error instanceof Error ? error.message : String(error);
+  return new SinkError(
+    `file sink: could not ${what} ${file} (${reason}): ${advice}; the cursor did not move`,
+    {
+      cause: error,
+      file,
+      ...(errno === undefined ? {} : { errno }),
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The sink
+
+interface OpenFile {
+  name: FileName;
+  path: string;
+  handle: FileHandle;
+  /** Bytes in the file, including bytes not yet durable. */
+  size: number;
+}
+
+/** The last durable point: `file` at `size`. */
+interface Mark {
+  file: FileName | undefined;
+  size: number;
+}
+
+interface Waiter {
+  cursor: Cursor | undefined;
+  file: FileName;
+  size: number;
+  records: SinkRecord[];
+  bytes: number;
+  resolve: (commit: Commit) => void;
+  reject: (error: unknown) => void;
+}
+
+interface CursorFile {
+  epoch: number | null;
+  seq: number | null;
+  file: string | null;
+  bytes: number;
+}
+
+/** Opens (creating the folder) and recovers a file sink; see the top of this file for the guarantees. */
+export async function openFileSink(dir: string, options: FileSinkOptions = {}): Promise<FileSink> {
+  const sink = new FileSink(dir, options);
+  await sink.recover();
+  return sink;
+}
+
+export class FileSink {
+  readonly dir: string;
+  readonly stream: string;
+  readonly format: SinkFormat;
+  readonly fsync: FsyncPolicy;
+  readonly maxBytes: number;
+  readonly #now: () => number;
+  readonly #ext: string;
+  readonly #cursorPath: string;
+
+  #current: OpenFile | undefined;
+  /** Files closed by rotation whose bytes are not yet fsynced. */
+  #retired: OpenFile[] = [];
+  /** Every file opened by rotation, with its size then (for rolling back). */
+  #opened: Array<{ path: string; size: number }> = [];
+  #durableMark: Mark = { file: undefined, size: 0 };
+  #broken = false;
+  #newFolderEntry = false;
+
+  /** Position of the last record appended (maybe not yet durable) and the last durable one. */
+  #appended: Cursor | undefined;
+  #durable: Cursor | undefined;
+  #waiters: Waiter[] = [];
+  #chain: Promise<void> = Promise.resolve();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #lastSyncAt = 0; // Date.now() of the last fsync: group commit spaces them by real time, not the injected clock
+  #closed = false;
+  #metrics: FileSinkMetrics = {
+    bytes: 0,
+    records: 0,
+    entries: 0,
+    gaps: 0,
+    late: 0,
+    fsyncs: 0,
+    lastCommitAt: undefined,
+    file: undefined,
+  };
+
+  /** Use `openFileSink`: a sink must recover before it writes. */
+  constructor(dir: string, options: FileSinkOptions = {}) {
+    const o = { ...defaultOptions(), ...dropUndefined(options) };
+    if (!/^[A-Za-z0-9_.-]+$/.test(o.stream) || o.stream.startsWith(".")) {
+      throw new ConfigError(
+        `file sink: stream name ${JSON.stringify(o.stream)} must be letters, digits, _ - .`,
+      );
+    }
+    if (o.format !== "jsonl" && o.format !== "raw") {
+      throw new ConfigError(`file sink: format must be "jsonl" or "raw", not ${JSON.stringify(o.format)}`);
+    }
+    if (!Number.isSafeInteger(o.maxBytes) || o.maxBytes <= 0) {
+      throw new ConfigError(
+        `file sink: maxBytes must be a positive whole number of bytes, not ${o.maxBytes}`,
+      );
+    }
+    const f = o.fsync;
+    if (
+      f !== "batch" &&
+      f !== "never" &&
+      !(typeof f === "object" && Number.isFinite(f.everyMs) && f.everyMs > 0)
+    ) {
+      throw new ConfigError(`file sink: fsync must be "batch", "never" or { everyMs: N > 0 }`);
+    }
+    this.dir = dir;
+    this.stream = o.stream;
+    this.format = o.format;
+    this.fsync = f;
+    this.maxBytes = o.maxBytes;
+    this.#now = o.now;
+    this.#ext = o.format === "jsonl" ? "jsonl" : "log";
+    this.#cursorPath = join(dir, `${o.stream}.cursor`);
+  }
+
+  /** The last durable position: the drainer may delete memcached entries up to it, not beyond. */
+  cursor(): Cursor | undefined {
+    return this.#durable === undefined ? undefined : { ...this.#durable };
+  }
+
+  get metrics(): FileSinkMetrics {
+    return { ...this.#metrics };
+  }
+
+  /**
+   * Appends the records in order and resolves once they are durable (per the fsync policy). Positions must
+   * grow past the cursor, except late entries, which are written as they come and do not move it.
+   * Rejects with SinkError when the disk refuses; the cursor then stays put and the batch can be retried.
+   */
+  write(records: readonly SinkRecord[]): Promise<Commit> {
+    if (this.#closed) return Promise.reject(new SinkError(`file sink: ${this.dir} is closed; open it again`));
+    return new Promise<Commit>((resolve, reject) => {
+      this.#enqueue(async () => {
+        try {
+          await this.#append([...records], resolve, reject);
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
+  }
+
+  /** Writes what is pending durably and closes the files. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#serially(() => this.#sync());
+    await this.#serially(async () => {
+      for (const file of [...this.#retired, ...(this.#current ? [this.#current] : [])]) {
+        await file.handle.close().catch(() => undefined);
+      }
+      this.#retired = [];
+      this.#current = undefined;
+    });
+  }
+
+  // -- recovery ---------------------------------------------------------------------------------------------
+
+  /** @internal Called once by `openFileSink`. */
+  async recover(): Promise<void> {
+    try {
+      await mkdir(this.dir, { recursive: true });
+    } catch (error) {
+      throw ioError("create the output folder", this.dir, error);
+    }
+    const files = await this.#io("list", this.dir, () => listFiles(this.dir, this.stream, this.#ext));
+    const cursor = this.format === "jsonl" ? await this.#recoverJsonl(files) : await this.#recoverRaw(files);
+    this.#appended = cursor;
+    this.#durable = cursor;
+    const newest = files[files.length - 1];
+    if (newest !== undefined) {
+      const path = join(this.dir, newest.name);
+      const size = (await this.#io("read", path, () => stat(path))).size;
+      this.#durableMark = { file: newest, size };
+      this.#metrics.file = path;
+    }
+  }
+
+  async #recoverJsonl(files: FileName[]): Promise<Cursor | undefined> {
+    for (let i = files.length - 1; i >= 0; i--) {
+      const path = join(this.dir, files[i]!.name);
+      const found = await this.#io("recover", path, () => recoverJsonlFile(path));
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+
+  async #recoverRaw(files: FileName[]): Promise<Cursor | undefined> {
+    let saved: CursorFile;
+    try {
+      saved = parseCursorFile(await readFile(this.#cursorPath, "utf8"), this.#cursorPath);
+    } catch (error) {
+      if (errnoOf(error) !== "ENOENT") {
+        throw error instanceof SinkError ? error : ioError("read", this.#cursorPath, error);
+      }
+      if (files.length > 0) {
+        throw new SinkError(
+          `file sink: ${this.dir} holds raw files of stream ${this.stream} but no cursor file ${this.#cursorPath}; ` +
+            `restore it, or move the files away to start a new stream (the drainer would otherwise write ` +
+            `entries twice or skip them)`,
+          { file: this.#cursorPath },
+        );
+      }
+      saved = { epoch: null, seq: null, file: null, bytes: 0 };
+      await this.#io("write", this.#cursorPath, () => this.#saveCursor(saved, true));
+    }
+    // Bytes past the committed length were never acknowledged: the drainer writes them again.
+    const committed = saved.file === null ? undefined : files.find((f) => f.name === saved.file);
+    if (saved.file !== null && committed === undefined) {
+      throw new SinkError(
+        `file sink: the cursor file ${this.#cursorPath} names ${saved.file}, which is missing; restore it or ` +
+          `move the stream's files and cursor away to start again`,
+        { file: join(this.dir, saved.file) },
+      );
+    }
+    for (const file of files) {
+      const path = join(this.dir, file.name);
+      const keep =
+        committed === undefined ? 0 : file === committed ? saved.bytes : byAge(file, committed) < 0 ? -1 : 0;
+      if (keep < 0) continue;
+      const size = (await this.#io("read", path, () => stat(path))).size;
+      if (size < keep) {
+        throw new SinkError(
+          `file sink: ${path} is ${size} bytes but its cursor file says ${keep} were committed; the file was ` +
+            `cut short outside the sink: restore it, or move the stream's files and cursor away`,
+          { file: path },
+        );
+      }
+      if (size > keep) await this.#io("truncate", path, () => truncateDurably(path, keep));
+    }
+    return saved.epoch === null || saved.seq === null ? undefined : { epoch: saved.epoch, seq: saved.seq };
+  }
+
+  async #saveCursor(saved: CursorFile, durably: boolean): Promise<void> {
+    const temp = `${this.#cursorPath}.tmp`;
+    const handle = await open(temp, "w");
+    try {
+      await handle.writeFile(`${JSON.stringify(saved)}\n`);
+      if (durably) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, this.#cursorPath);
+    if (durably) {
+      fsyncFolder(this.dir);
+      this.#metrics.fsyncs += 2;
+    }
+  }
+
+  // -- writing ----------------------------------------------------------------------------------------------
+
+  #enqueue(step: () => Promise<void>): void {
+    this.#chain = this.#chain.then(step, step);
+  }
+
+  #serially<T>(step: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => this.#enqueue(() => step().then(resolve, reject)));
+  }
+
+  async #append(
+    records: SinkRecord[],
+    resolve: (commit: Commit) => void,
+    reject: (error: unknown) => void,
+  ): Promise<void> {
+    if (this.#broken) await this.#rollBack();
+    const now = this.#now();
+    // Check and encode the whole batch before touching a file: a bad record writes nothing.
+    let position = this.#appended;
+    const lines: Buffer[] = [];
+    for (const record of records) {
+      const at = positionOf(record);
+      if (!isCount(at.epoch) || !isCount(at.seq) || (record.kind === "gap" && !isCount(record.from))) {
+        throw new SinkError(
+          `file sink: record ${JSON.stringify(at)} has a position that is not a whole number`,
+        );
+      }
+      const late = record.kind === "entry" && record.late === true;
+      if (
+        late
+          ? position !== undefined && compare(at, position) > 0
+          : position !== undefined && compare(at, position) <= 0
+      ) {
+        throw new SinkError(
+          `file sink: record at epoch ${at.epoch} seq ${at.seq} is out of order (last written: epoch ` +
+            `${position?.epoch} seq ${position?.seq}); only late entries may go back, and they may not go forward`,
+        );
+      }
+      if (!late) position = at;
+      if (record.kind === "entry" && !Number.isFinite(record.time)) {
+        throw new SinkError(`file sink: entry at epoch ${at.epoch} seq ${at.seq} has no valid time`);
+      }
+      let line: string;
+      try {
+        line = this.format === "jsonl" ? formatJsonLine(record, now) : formatRawLine(record, now);
+      } catch (error) {
+        throw new SinkError(`file sink: entry at epoch ${at.epoch} seq ${at.seq} cannot be written as JSON`, {
+          cause: error,
+        });
+      }
+      lines.push(Buffer.from(line, "utf8"));
+    }
+    if (records.length === 0) {
+      resolve(this.#commitOf(0, 0, this.#durableMark.file));
+      return;
+    }
+
+    let bytes = 0;
+    try {
+      await this.#ensureDay(now);
+      let chunk: Buffer[] = [];
+      let chunkBytes = 0;
+      for (const line of lines) {
+        const current = this.#current!;
+        if (current.size + chunkBytes > 0 && current.size + chunkBytes + line.length > this.maxBytes) {
+          await this.#writeAll(current, chunk, chunkBytes);
+          chunk = [];
+          chunkBytes = 0;
+          await this.#rotate(current.name.day);
+        }
+        chunk.push(line);
+        chunkBytes += line.length;
+        bytes += line.length;
+      }
+      await this.#writeAll(this.#current!, chunk, chunkBytes);
+    } catch (error) {
+      await this.#rollBack().catch(() => undefined);
+      throw error instanceof SinkError ? error : ioError("append to", this.#current?.path ?? this.dir, error);
+    }
+    this.#appended = position;
+    const current = this.#current!;
+    this.#waiters.push({
+      cursor: position,
+      file: current.name,
+      size: current.size,
+      records,
+      bytes,
+      resolve,
+      reject,
+    });
+    this.#scheduleSync();
+  }
+
+  async #writeAll(file: OpenFile, chunk: Buffer[], length: number): Promise<void> {
+    if (length === 0) return;
+    const buffer = chunk.length === 1 ? chunk[0]! : Buffer.concat(chunk, length);
+    let done = 0;
+    while (done < buffer.length) {
+      const { bytesWritten } = await file.handle.write(buffer, done, buffer.length - done);
+      done += bytesWritten;
+      file.size += bytesWritten;
+    }
+  }
+
+  /** Opens the file for today (or keeps the newest file, so names never go back when the clock does). */
+  async #ensureDay(now: number): Promise<void> {
+    const day = utcDay(now);
+    if (this.#current === undefined) {
+      const last = this.#durableMark.file;
+      if (last !== undefined && last.day >= day && this.#durableMark.size < this.maxBytes) {
+        await this.#openFile(last, false);
+        return;
+      }
+      await this.#rotate(last !== undefined && last.day > day ? last.day : day);
+      return;
+    }
+    if (day > this.#current.name.day) await this.#rotate(day);
+  }
+
+  /** Retires the current file and opens the next free name for `day`. */
+  async #rotate(day: string): Promise<void> {
+    const previous = this.#current ?? (this.#durableMark.file ? { name: this.#durableMark.file } : undefined);
+    let index = previous !== undefined && previous.name.day === day ? previous.name.index + 1 : 0;
+    for (; index < MAX_FILES_PER_DAY; index++) {
+      const candidate = fileName(this.stream, this.#ext, day, index);
+      const info = await stat(join(this.dir, candidate.name)).catch(() => undefined);
+      // A non-empty regular file belongs to an earlier run (the clock went back): never append into it.
+      if (info === undefined || !info.isFile() || info.size === 0) {
+        if (this.#current !== undefined) {
+          this.#retired.push(this.#current);
+          this.#current = undefined;
+        }
+        await this.#openFile(candidate, true);
+        return;
+      }
+    }
+    throw new SinkError(
+      `file sink: more than ${MAX_FILES_PER_DAY} files for ${day} in ${this.dir}; raise maxBytes`,
+    );
+  }
+
+  async #openFile(name: FileName, rotated: boolean): Promise<void> {
+    const path = join(this.dir, name.name);
+    const handle = await open(path, "a").catch((error: unknown) => {
+      throw ioError("open", path, error);
+    });
+    try {
+      const size = (await handle.stat()).size;
+      this.#current = { name, path, handle, size };
+      if (rotated) {
+        this.#opened.push({ path, size });
+        this.#newFolderEntry = true;
+      }
+      this.#metrics.file = path;
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw ioError("open", path, error);
+    }
+  }
+
+  #scheduleSync(): void {
+    const policy = this.fsync;
+    if (policy === "never" || policy === "batch") {
+      this.#enqueue(() => this.#sync());
+      return;
+    }
+    if (this.#timer !== undefined) return;
+    const delay = Math.max(0, this.#lastSyncAt + policy.everyMs - Date.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#enqueue(() => this.#sync());
+    }, delay);
+  }
+
+  /** Makes every appended batch durable (per policy), then moves the cursor and resolves their writes. */
+  async #sync(): Promise<void> {
+    const waiters = this.#waiters;
+    if (waiters.length === 0) return;
+    this.#waiters = [];
+    const durably = this.fsync !== "never";
+    const last = waiters[waiters.length - 1]!;
+    let step = "fsync";
+    let path = this.dir;
+    try {
+      for (const file of [...this.#retired, this.#current!]) {
+        path = file.path;
+        if (durably) {
+          await file.handle.datasync();
+          this.#metrics.fsyncs++;
+        }
+      }
+      for (const file of this.#retired) await file.handle.close();
+      this.#retired = [];
+      if (durably && this.#newFolderEntry) {
+        path = this.dir;
+        fsyncFolder(this.dir);
+        this.#metrics.fsyncs++;
+      }
+      this.#newFolderEntry = false;
+      if (this.format === "raw") {
+        step = "write the cursor file";
+        path = this.#cursorPath;
+        const saved: CursorFile = {
+          epoch: last.cursor?.epoch ?? null,
+          seq: last.cursor?.seq ?? null,
+          file: last.file.name,
+          bytes: last.size,
+        };
+        await this.#saveCursor(saved, durably);
+      }
+      if (durably) this.#lastSyncAt = Date.now();
+    } catch (error) {
+      // Nothing since the last durable point can be trusted: cut back to it and let the drainer retry.
+      const failure = ioError(step === "fsync" ? "fsync" : step, path, error);
+      for (const waiter of waiters) waiter.reject(failure);
+      await this.#rollBack().catch(() => undefined);
+      return;
+    }
+    this.#durable = last.cursor;
+    this.#durableMark = { file: last.file, size: last.size };
+    this.#opened = [];
+    const at = this.#now();
+    for (const waiter of waiters) {
+      for (const record of waiter.records) {
+        this.#metrics.records++;
+        if (record.kind === "gap") this.#metrics.gaps++;
+        else {
+          this.#metrics.entries++;
+          if (record.late === true) this.#metrics.late++;
+        }
+      }
+      this.#metrics.bytes += waiter.bytes;
+      this.#metrics.lastCommitAt = at;
+    }
+    for (const waiter of waiters) {
+      waiter.resolve(this.#commitOf(waiter.records.length, waiter.bytes, waiter.file, durably));
+    }
+  }
+
+  #commitOf(
+    records: number,
+    bytes: number,
+    file: FileName | undefined,
+    durable = this.fsync !== "never",
+  ): Commit {
+    return {
+      cursor: this.cursor(),
+      records,
+      bytes,
+      file: file === undefined ? undefined : join(this.dir, file.name),
+      durable,
+    };
+  }
+
+  /**
+   * Cuts every file back to the last durable point (files opened since then to their size when opened) and
+   * rejects every write not yet resolved: after a failure nothing past the cursor is kept, so the drainer
+   * resends everything after `cursor()`. If cutting fails too, it is retried before the next write.
+   */
+  async #rollBack(): Promise<void> {
+    this.#broken = true;
+    for (const file of [...this.#retired, ...(this.#current ? [this.#current] : [])]) {
+      await file.handle.close().catch(() => undefined);
+    }
+    this.#retired = [];
+    this.#current = undefined;
+    for (const waiter of this.#waiters.splice(0)) {
+      waiter.reject(
+        new SinkError(`file sink: a failed write in ${this.dir} undid this batch; resend from the cursor`),
+      );
+    }
+    const mark = this.#durableMark;
+    const cuts = [...this.#opened].reverse();
+    if (mark.file !== undefined) cuts.push({ path: join(this.dir, mark.file.name), size: mark.size });
+    for (const cut of cuts) {
+      const info = await stat(cut.path).catch(() => undefined);
+      // Only regular files are ours to cut (not /dev/full or whatever else stood in the way).
+      if (info?.isFile() === true && info.size > cut.size) {
+        await truncateDurably(cut.path, cut.size).catch((error: unknown) => {
+          throw ioError("undo the failed write in", cut.path, error);
+        });
+      }
+    }
+    this.#opened = [];
+    this.#newFolderEntry = false;
+    this.#appended = this.#durable;
+    this.#broken = false;
+  }
+
+  async #io<T>(what: string, path: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      throw error instanceof SinkError ? error : ioError(what, path, error);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+function dropUndefined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+function parseCursorFile(text: string, path: string): CursorFile {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new SinkError(`file sink: the cursor file ${path} is not JSON; restore it from a backup`, {
+      cause: error,
+      file: path,
+    });
+  }
+  const v = value as Partial<CursorFile> | null;
+  const nullableCount = (x: unknown) => x === null || isCount(x);
+  if (
+    typeof v !== "object" ||
+    v === null ||
+    !nullableCount(v.epoch) ||
+    !nullableCount(v.seq) ||
+    !(v.file === null || typeof v.file === "string") ||
+    !isCount(v.bytes)
+  ) {
+    throw new SinkError(`file sink: the cursor file ${path} is not a sink cursor; restore it from a backup`, {
+      file: path,
+    });
+  }
+  return v as CursorFile;
+}
+
+async function truncateDurably(path: string, size: number): Promise<void> {
+  await truncate(path, size);
+  const handle = await open(path, "r+");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** fsync on a folder makes a new or renamed entry in it durable (Linux; a no-op error elsewhere is ignored). */
+function fsyncFolder(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, constants.O_RDONLY);
+    fsyncSync(fd);
+  } catch (error) {
+    const errno = errnoOf(error);
+    if (errno !== "EISDIR" && errno !== "EPERM" && errno !== "EINVAL") throw error;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Cuts a torn or garbage tail off a JSON Lines file and returns the position of its last non-late record
+ * (undefined when it holds none). Reads backwards in growing windows, so a big file costs only its tail.
+ */
+async function recoverJsonlFile(path: string): Promise<Cursor | undefined> {
+  const handle = await open(path, "r");
+  let end: number;
+  let found: Cursor | undefined;
+  try {
+    const size = (await handle.stat()).size;
+    end = size; // bytes kept: everything after `end` is torn or garbage
+    let sawValid = false;
+    for (let window = RECOVERY_WINDOW; ; window *= 2) {
+      const from = Math.max(0, size - window);
+      const buffer = Buffer.alloc(size - from);
+      let read = 0;
+      while (read < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, read, buffer.length - read, from + read);
+        if (bytesRead === 0) break;
+        read += bytesRead;
+      }
+      // Lines are complete only between newlines; the window's first line may start before it.
+      let lineEnd = buffer.lastIndexOf(0x0a);
+      if (!sawValid) end = lineEnd < 0 ? (from === 0 ? 0 : end) : from + lineEnd + 1;
+      while (lineEnd >= 0) {
+        const previous = lineEnd === 0 ? -1 : buffer.lastIndexOf(0x0a, lineEnd - 1);
+        if (previous < 0 && from > 0) break; // the line may start before this window
+        const parsed = parseJsonLine(buffer.subarray(previous + 1, lineEnd).toString("utf8"));
+        if (parsed === undefined) {
+          if (!sawValid) end = from + previous + 1; // garbage at the tail: cut it too
+        } else {
+          sawValid = true;
+          if (!parsed.late) {
+            found = parsed.cursor;
+            break;
+          }
+        }
+        lineEnd = previous;
+      }
+      if (found !== undefined || from === 0) break;
+    }
+    if (end < size) {
+      await handle.close();
+      await truncateDurably(path, end);
+      return found;
+    }
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    throw error;
+  }
+  await handle.close();
+  return found;
+}

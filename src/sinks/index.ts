@@ -1,0 +1,21 @@
+// Sinks: where a drained log stream ends up.
+export {
+  openFileSink,
+  FileSink,
+  formatJsonLine,
+  formatRawLine,
+  defaultOptions,
+  DEFAULT_STREAM,
+  DEFAULT_MAX_BYTES,
+  DEFAULT_FSYNC,
+  GapReason,
+  SinkFormat,
+  type FileSinkOptions,
+  type FileSinkMetrics,
+  type FsyncPolicy,
+  type Commit,
+  type Cursor,
+  type SinkRecord,
+  type EntryRecord,
+  type GapRecord,
+} from "./file-sink.js";
