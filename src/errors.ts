@@ -10,6 +10,7 @@ export const ErrorCode = {
   timeout: "ETIMEOUT",
   config: "ECONFIG",
   overload: "EOVERLOAD",
+  log: "ELOG",
   sink: "ESINK",
   leaseLost: "ELEASELOST",
 } as const;
@@ -101,5 +102,12 @@ export class SinkError extends MemipcError {
     super(ErrorCode.sink, message, options);
     this.file = options?.file;
     this.errno = options?.errno;
+  }
+}
+
+/** A log stream could not take an entry (numbers could not be reserved, or one was handed out twice). */
+export class LogError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.log, message, options);
   }
 }

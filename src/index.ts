@@ -23,3 +23,5 @@ export {
   type EntryRecord,
   type GapRecord,
 } from "./sinks/index.js";
+export { LogProducer, type ProducerOptions, type Appended } from "./log/producer.js";
+export { Layout, type StreamAddress, type SeedNames } from "./log/layout.js";

@@ -1,0 +1,192 @@
+// Appending to a log stream: reserve sequence numbers with one increment, then store each entry under its
+// number with `add`. Appends made in the same tick share one reservation and go out pipelined.
+import { hostname } from "node:os";
+import type { Client } from "../client/index.js";
+import { ClientError, ConfigError, LogError } from "../errors.js";
+import {
+  Layout,
+  MAX_LIMIT,
+  encodeEntry,
+  entryKey,
+  headKey,
+  headValue,
+  newEpoch,
+  splitHead,
+  streamAddress,
+  type StreamAddress,
+} from "./layout.js";
+
+export const DEFAULT_ENTRY_TTL = 0; // seconds; 0 keeps entries until the drainer deletes them
+export const RESERVE_ATTEMPTS = 64; // tries to reserve numbers while the counter is being recreated or rolled
+
+export interface ProducerOptions extends Partial<StreamAddress> {
+  /** This node's name, recorded with each entry. Default: the host name. */
+  node: string;
+  /** Largest sequence number before the counter rolls to a new epoch (default layout only). */
+  limit: number;
+  /** TTL of stored entries, in seconds (memcached's rules); 0 never expires. */
+  entryTtl: number;
+  /** Milliseconds since 1970, injectable for tests. */
+  clock: () => number;
+}
+
+/** Where an appended entry went: its epoch (0 in the seed layout) and sequence number. */
+export interface Appended {
+  epoch: number;
+  seq: number;
+}
+
+interface Waiting {
+  value: string;
+  resolve(result: Appended): void;
+  reject(error: Error): void;
+}
+
+export class LogProducer {
+  readonly address: StreamAddress;
+  readonly options: ProducerOptions;
+  readonly #client: Client;
+  #queue: Waiting[] = [];
+  #scheduled = false;
+
+  constructor(client: Client, options: Partial<ProducerOptions> = {}) {
+    this.#client = client;
+    this.address = streamAddress(options);
+    this.options = {
+      ...options,
+      ...this.address,
+      node: options.node ?? hostname(),
+      limit: options.limit ?? MAX_LIMIT,
+      entryTtl: options.entryTtl ?? DEFAULT_ENTRY_TTL,
+      clock: options.clock ?? Date.now,
+    };
+    const { limit } = this.options;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+      throw new ConfigError(`limit ${limit} must be a whole number from 1 to ${MAX_LIMIT}`);
+    }
+  }
+
+  /** Appends one entry; resolves with its sequence number once it is stored. */
+  append(data: unknown): Promise<Appended> {
+    let value: string;
+    try {
+      value = this.#encode(data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ value, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        queueMicrotask(() => void this.#flush());
+      }
+    });
+  }
+
+  /** Appends several entries with one reservation; they get consecutive numbers unless the counter rolls. */
+  appendMany(data: readonly unknown[]): Promise<Appended[]> {
+    return Promise.all(data.map((entry) => this.append(entry)));
+  }
+
+  #encode(data: unknown): string {
+    // The seed layout stores what the original idiom stored: the line itself.
+    const value =
+      this.address.layout === Layout.seed
+        ? String(data)
+        : encodeEntry(this.options.clock(), this.options.node, data);
+    const size = Buffer.byteLength(value);
+    if (size > this.#client.options.maxValueSize) {
+      throw new ClientError(
+        `log entry is ${size} bytes, over the client's ${this.#client.options.maxValueSize}-byte value limit: ` +
+          "log a reference to large data instead of the data",
+      );
+    }
+    return value;
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    const batch = this.#queue;
+    this.#queue = [];
+    let next = 0;
+    try {
+      while (next < batch.length) {
+        // Never ask for more than an epoch holds: a block past the limit would only be thrown away.
+        const wanted = Math.min(batch.length - next, this.options.limit);
+        const { epoch, first, count } = await this.#reserve(wanted);
+        const stores: Promise<void>[] = [];
+        for (let i = 0; i < count; i++) {
+          const waiting = batch[next + i]!;
+          const seq = first + i;
+          stores.push(this.#store(waiting, epoch, seq));
+        }
+        next += count;
+        await Promise.all(stores);
+      }
+    } catch (error) {
+      for (const waiting of batch.slice(next)) waiting.reject(error as Error);
+    }
+  }
+
+  async #store(waiting: Waiting, epoch: number, seq: number): Promise<void> {
+    const key = entryKey(this.address, epoch, seq);
+    try {
+      const stored = await this.#client.add(key, waiting.value, { ttl: this.options.entryTtl });
+      if (!stored) {
+        throw new LogError(
+          `log entry ${key} already exists: two writers were handed the same number ` +
+            "(the counter was reset to a value in use); this entry was not stored",
+        );
+      }
+      waiting.resolve({ epoch, seq });
+    } catch (error) {
+      // The number stays unused: the drainer records it as a gap after its hole timeout.
+      waiting.reject(error as Error);
+    }
+  }
+
+  /** Reserves up to `wanted` numbers; fewer when the epoch's limit cuts the block short. */
+  async #reserve(wanted: number): Promise<{ epoch: number; first: number; count: number }> {
+    const head = headKey(this.address);
+    for (let attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
+      const value = await this.#client.incr(head, wanted);
+      if (value === undefined) {
+        // No counter (first use, memcached restarted, evicted or flushed): start a new epoch. Of several
+        // producers doing this at once, one add wins and the others count on from it.
+        const start = this.address.layout === Layout.seed ? 0n : headValue(newEpoch(), 0);
+        await this.#client.add(head, start.toString());
+        continue;
+      }
+      if (this.address.layout === Layout.seed) {
+        const last = Number(value);
+        return { epoch: 0, first: last - wanted + 1, count: wanted };
+      }
+      const { epoch, seq: last } = splitHead(value);
+      const first = last - wanted + 1;
+      const limit = this.options.limit;
+      if (last <= limit) return { epoch, first, count: wanted };
+      if (first <= limit) return { epoch, first, count: limit - first + 1 };
+      await this.#roll(head, epoch);
+    }
+    throw new LogError(
+      `could not reserve log numbers on ${head} after ${RESERVE_ATTEMPTS} tries: the counter keeps ` +
+        "disappearing or rolling; check memcached's memory (evictions) and the stream's limit",
+    );
+  }
+
+  /**
+   * Moves the counter to a new epoch, unless another producer already did. Every increment changes the
+   * counter's CAS unique, so the compare-and-swap is retried (without incrementing) until it lands or the
+   * epoch has moved on: producers past the limit all end up here, so the increments stop and one swap wins.
+   */
+  async #roll(head: string, epoch: number): Promise<void> {
+    for (let attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
+      const current = await this.#client.gets(head);
+      if (current === undefined) return;
+      const value = BigInt(current.value.toString("latin1").trim());
+      if (splitHead(value).epoch !== epoch) return;
+      const swapped = await this.#client.cas(head, headValue(newEpoch(), 0).toString(), current.cas!);
+      if (swapped !== "exists") return;
+    }
+  }
+}
