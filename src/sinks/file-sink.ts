@@ -138,7 +138,9 @@ export function defaultOptions(): Required<FileSinkOptions> {
  *   `hole-timeout` (taken, never written in time), `reset` (the counter vanished) or `rollover` (it reached its
  *   limit); `time`/`ms`: when the sink wrote the gap. A gap has no `seq`, `node` or `data`.
  *
- * Records appear in position order ((epoch, seq) of entries, (epoch, to) of gaps), except late entries.
+ * Within an epoch, records appear in position order (seq of entries, `to` of gaps), except late entries.
+ * Epochs follow one another in the order the drainer met them: they are random numbers (a counter recreated
+ * after a reset must never reuse an earlier epoch's keys), so their values say nothing about order.
  */
 export function formatJsonLine(record: SinkRecord, now: number): string {
   if (record.kind === "gap") {
@@ -196,10 +198,6 @@ function parseJsonLine(line: string): { cursor: Cursor; late: boolean } | undefi
 
 function isCount(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
-}
-
-function compare(a: Cursor, b: Cursor): number {
-  return a.epoch !== b.epoch ? a.epoch - b.epoch : a.seq - b.seq;
 }
 
 function positionOf(record: SinkRecord): Cursor {
@@ -396,8 +394,9 @@ export class FileSink {
   }
 
   /**
-   * Appends the records in order and resolves once they are durable (per the fsync policy). Positions must
-   * grow past the cursor, except late entries, which are written as they come and do not move it.
+   * Appends the records in order and resolves once they are durable (per the fsync policy). Within an epoch,
+   * positions must grow past the cursor, except late entries, which are written as they come and do not move
+   * it; a record of another epoch starts that epoch (the drainer decides when an epoch ends).
    * Rejects with SinkError when the disk refuses; the cursor then stays put and the batch can be retried.
    */
   write(records: readonly SinkRecord[]): Promise<Commit> {
@@ -550,11 +549,8 @@ export class FileSink {
         );
       }
       const late = record.kind === "entry" && record.late === true;
-      if (
-        late
-          ? position !== undefined && compare(at, position) > 0
-          : position !== undefined && compare(at, position) <= 0
-      ) {
+      const sameEpoch = position !== undefined && at.epoch === position.epoch;
+      if (late ? sameEpoch && at.seq > position!.seq : sameEpoch && at.seq <= position!.seq) {
         throw new SinkError(
           `file sink: record at epoch ${at.epoch} seq ${at.seq} is out of order (last written: epoch ` +
             `${position?.epoch} seq ${position?.seq}); only late entries may go back, and they may not go forward`,

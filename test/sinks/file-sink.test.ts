@@ -238,6 +238,23 @@ function registerTests(): void {
     assert.deepEqual(lines(path), ['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}', '{"n":5}']);
   });
 
+  test("file sink: a new epoch starts wherever the drainer says, whatever its number; order is kept within it", async (t) => {
+    const dir = tempDir(t);
+    const sink = await openFileSink(dir, { stream: "site", now: () => DAY1 });
+    await sink.write([
+      entry(1, { epoch: 900 } as Partial<SinkRecord>),
+      entry(2, { epoch: 900 } as Partial<SinkRecord>),
+    ]);
+    // Epochs are random: the next one may be a smaller number.
+    await sink.write([entry(1, { epoch: 7 } as Partial<SinkRecord>)]);
+    assert.deepEqual(sink.cursor(), { epoch: 7, seq: 1 });
+    await assert.rejects(sink.write([entry(1, { epoch: 7 } as Partial<SinkRecord>)]), SinkError);
+    await sink.close();
+    const again = await openFileSink(dir, { stream: "site", now: () => DAY1 });
+    assert.deepEqual(again.cursor(), { epoch: 7, seq: 1 });
+    await again.close();
+  });
+
   test("file sink: raw files without their cursor file are refused, not guessed at", async (t) => {
     const dir = tempDir(t);
     const sink = await openFileSink(dir, { format: "raw", now: () => DAY1 });
