@@ -10,45 +10,12 @@ import { Client, type ClientOptions, type MetaReply } from "../../src/client/ind
 import { ClientError, ConnectionClosedError, MemipcError, ServerError } from "../../src/errors.js";
 import { KeyError, toBase64Key } from "../../src/protocol/keys.js";
 import { findMetaFlag } from "../../src/protocol/reply-parser.js";
-import { startServer } from "../../src/server/index.js";
-import { memcachedAvailable, requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
+import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
+import { TARGETS, type RunningServer, type Target } from "../helpers/targets.js";
 
 const MAX_UINT64 = 0xffffffffffffffffn;
 const MAX_UINT32 = 0xffffffff;
 const TEST_TIMEOUT_MS = 30_000; // a test that hangs fails instead of stalling the run
-
-interface RunningServer {
-  readonly host: string;
-  readonly port: number;
-  stop(): Promise<void>;
-}
-
-/** How to start one kind of server: the only thing that differs between the suite's runs. */
-interface Target {
-  readonly name: string;
-  /** Needs the memcached binary (skipped without it, a failure under CI=true). */
-  readonly real: boolean;
-  start(): Promise<RunningServer>;
-}
-
-const TARGETS: readonly Target[] = [
-  {
-    name: "embedded server",
-    real: false,
-    async start() {
-      const server = await startServer({ port: 0 });
-      return { host: "127.0.0.1", port: server.port, stop: () => server.close() };
-    },
-  },
-  {
-    name: "real memcached",
-    real: true,
-    async start() {
-      const memcached = await startRealMemcached();
-      return { host: memcached.host, port: memcached.port, stop: () => memcached.stop() };
-    },
-  },
-];
 
 for (const target of TARGETS) clientSuite(target);
 

@@ -13,42 +13,13 @@ import { Client } from "../../src/client/index.js";
 import { ConfigError, LeaseLostError } from "../../src/errors.js";
 import { Lease, type LeaseOptions } from "../../src/lease/index.js";
 import { startServer } from "../../src/server/index.js";
-import { memcachedAvailable, requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
+import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
+import { TARGETS, type RunningServer, type Target } from "../helpers/targets.js";
 
 const TEST_TIMEOUT_MS = 30_000; // a test that hangs fails instead of stalling the run
 const TTL = 2; // s: the shortest lease allowed (memcached's 1 s granularity)
 const TAKEOVER_SLACK_MS = 2500; // ms beyond the TTL a standby may need (TTL ticks, polling, load)
 const WORKER = join(fileURLToPath(new URL(".", import.meta.url)), "lease-worker.js");
-
-interface RunningServer {
-  readonly port: number;
-  stop(): Promise<void>;
-}
-
-interface Target {
-  readonly name: string;
-  readonly real: boolean;
-  start(): Promise<RunningServer>;
-}
-
-const TARGETS: readonly Target[] = [
-  {
-    name: "embedded server",
-    real: false,
-    async start() {
-      const server = await startServer({ port: 0 });
-      return { port: server.port, stop: () => server.close() };
-    },
-  },
-  {
-    name: "real memcached",
-    real: true,
-    async start() {
-      const memcached = await startRealMemcached();
-      return { port: memcached.port, stop: () => memcached.stop() };
-    },
-  },
-];
 
 describe("lease: options", () => {
   const client = new Client({ servers: "127.0.0.1:1" }); // never connected: options are checked first

@@ -16,32 +16,8 @@ import {
   streamAddress,
 } from "../../src/log/layout.js";
 import { LogProducer } from "../../src/log/producer.js";
-import { startServer } from "../../src/server/index.js";
-import { memcachedAvailable, requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
-
-interface Target {
-  readonly name: string;
-  /** Undefined when the server cannot run here (no memcached binary): each test then skips, or fails in CI. */
-  start(): Promise<{ port: number; stop(): Promise<void> } | undefined>;
-}
-
-const TARGETS: readonly Target[] = [
-  {
-    name: "embedded server",
-    async start() {
-      const server = await startServer({ port: 0 });
-      return { port: server.port, stop: () => server.close() };
-    },
-  },
-  {
-    name: "real memcached",
-    async start() {
-      if (!memcachedAvailable()) return undefined;
-      const memcached = await startRealMemcached();
-      return { port: memcached.port, stop: () => memcached.stop() };
-    },
-  },
-];
+import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
+import { TARGETS, type RunningServer } from "../helpers/targets.js";
 
 /** A stream name no other test uses. */
 function stream(): string {
@@ -50,11 +26,11 @@ function stream(): string {
 
 for (const target of TARGETS) {
   describe(`log producer (${target.name})`, () => {
-    let server: { port: number; stop(): Promise<void> } | undefined;
+    let server: RunningServer | undefined;
     let client: Client;
 
     before(async () => {
-      server = await target.start();
+      server = target.real && !memcachedAvailable() ? undefined : await target.start();
       if (server) client = new Client({ servers: `127.0.0.1:${server.port}` });
     });
     after(async () => {
