@@ -1,7 +1,6 @@
 // Scenario "client": memipc's client against memcache-client and memjs, all in this process, against one real
 // memcached started for the run: sequential get/set, 100 concurrent callers, and multi-gets of 100 keys.
 import { createRequire } from "node:module";
-import { parseArgs } from "node:util";
 import { MemcacheClient, type MultiRetrievalResponse } from "memcache-client";
 import { Client } from "../src/index.js";
 import {
@@ -22,6 +21,7 @@ import {
   versionOf,
   wholeNumber,
   type RunningServer,
+  parseScenarioArgs,
 } from "./common.js";
 import type { Scenario } from "./main.js";
 
@@ -143,18 +143,7 @@ const OPTION_SPEC = {
 } as const;
 
 function parseOptions(args: readonly string[]): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      options: OPTION_SPEC,
-      allowPositionals: false,
-      strict: true,
-    }));
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`${reason}; see \`npm run bench -- client --help\``, { cause: error });
-  }
+  const values = parseScenarioArgs(args, OPTION_SPEC, "client");
   return {
     json: values.json,
     seconds: wholeNumber(values.seconds, "--seconds", 1, 3600),

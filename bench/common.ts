@@ -4,6 +4,9 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { delimiter, join } from "node:path";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig["options"]>;
 
 export const HOST = "127.0.0.1"; // loopback only: the benchmark never listens anywhere else
 const START_TIMEOUT_MS = 10_000; // how long a server may take to answer `version`
@@ -279,4 +282,20 @@ export function progress(message: string): void {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A scenario's flags, strictly parsed; a bad flag points to that scenario's --help. */
+export function parseScenarioArgs<T extends ParseArgsOptionsConfig>(
+  args: readonly string[],
+  options: T,
+  scenario: string,
+): ReturnType<
+  typeof parseArgs<{ args: string[]; options: T; allowPositionals: false; strict: true }>
+>["values"] {
+  try {
+    return parseArgs({ args: [...args], options, allowPositionals: false, strict: true }).values;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`${reason}; see \`npm run bench -- ${scenario} --help\``, { cause: error });
+  }
 }

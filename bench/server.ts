@@ -8,7 +8,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import {
   HOST,
   alignColumns,
@@ -28,6 +27,7 @@ import {
   wholeNumber,
   type RunningServer,
   type Target,
+  parseScenarioArgs,
 } from "./common.js";
 import type { Scenario } from "./main.js";
 
@@ -164,18 +164,7 @@ const OPTION_SPEC = {
 } as const;
 
 function parseOptions(args: readonly string[]): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      options: OPTION_SPEC,
-      allowPositionals: false,
-      strict: true,
-    }));
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`${reason}; see \`npm run bench -- server --help\``, { cause: error });
-  }
+  const values = parseScenarioArgs(args, OPTION_SPEC, "server");
   const options: Options = {
     json: values.json,
     validate: values.validate,
