@@ -402,6 +402,41 @@ export class Client {
     return expectStatus(frame!, "delete", "DELETED", "NOT_FOUND");
   }
 
+  /**
+   * Deletes many keys: per server, one write of `delete <key> noreply` lines closed by `mn`, so the cost is a
+   * round trip per server rather than per key. Resolves once every server has processed its deletes (keys
+   * that did not exist are not an error); rejects if a server answered with an error.
+   */
+  async deleteMulti(keys: readonly string[]): Promise<void> {
+    const groups = new Map<number, Buffer[]>();
+    for (const key of keys) {
+      validateKey(key);
+      const server = this.serverIndex(key);
+      const group = groups.get(server);
+      const bytes = encodeDelete(key, { noreply: true });
+      if (group === undefined) groups.set(server, [bytes]);
+      else group.push(bytes);
+    }
+    const requests: Promise<void>[] = [];
+    for (const [server, group] of groups) {
+      group.push(encodeMn());
+      const connection = this.#ordered(server);
+      requests.push(
+        connection.request(group, ReplyShape.untilMn, "delete").then((frames) => {
+          const frame = frames.find((f) => f.kind !== "MN");
+          if (frame === undefined) return;
+          if (frame.kind === "ERROR" || frame.kind === "CLIENT_ERROR" || frame.kind === "SERVER_ERROR") {
+            const error = replyError(frame);
+            error.message = `delete to ${connection.name}: ${error.message}`;
+            throw error;
+          }
+          throw unexpected("delete", frame);
+        }),
+      );
+    }
+    await Promise.all(requests);
+  }
+
   /** The new value, or undefined when the key does not exist. Wraps at 2^64. */
   incr(key: string, delta: bigint | number = 1): Promise<bigint | undefined> {
     return this.#arithmetic("incr", key, delta);

@@ -75,6 +75,19 @@ export function entryKey(address: StreamAddress, epoch: number, seq: number): st
     : `${address.namespace}:log:${address.stream}:${epoch}:${seq}`;
 }
 
+/**
+ * Set (with `add`, value: the limit) by a producer that sees the counter reach the limit, before it rolls the
+ * counter: tells the drainer that the epoch ended by rollover, so every number up to the limit was handed out.
+ */
+export function rolledKey(address: StreamAddress, epoch: number): string {
+  return `${address.namespace}:log:${address.stream}:rolled:${epoch}`;
+}
+
+/** Where the active drainer publishes its metrics (JSON), for dashboards on any node. */
+export function drainerKey(address: StreamAddress): string {
+  return `${address.namespace}:log:${address.stream}:drainer`;
+}
+
 /** Splits a default-layout counter value into its epoch and sequence. */
 export function splitHead(value: bigint): { epoch: number; seq: number } {
   return { epoch: Number(value / EPOCH_FACTOR), seq: Number(value % EPOCH_FACTOR) };
@@ -82,6 +95,15 @@ export function splitHead(value: bigint): { epoch: number; seq: number } {
 
 export function headValue(epoch: number, seq: number): bigint {
   return BigInt(epoch) * EPOCH_FACTOR + BigInt(seq);
+}
+
+/**
+ * The epoch after a rollover: the next number (1 after the largest). Rollovers chain epochs so the drainer
+ * can follow them even when the counter rolls several times between two of its reads; resets pick random
+ * epochs, so a chain never runs into an earlier one's keys except by a one-in-two-billion draw.
+ */
+export function nextEpoch(epoch: number): number {
+  return epoch >= MAX_EPOCH ? 1 : epoch + 1;
 }
 
 /** A fresh random epoch. */

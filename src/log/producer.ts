@@ -11,6 +11,8 @@ import {
   headKey,
   headValue,
   newEpoch,
+  nextEpoch,
+  rolledKey,
   splitHead,
   streamAddress,
   type StreamAddress,
@@ -48,6 +50,8 @@ export class LogProducer {
   readonly #client: Client;
   #queue: Waiting[] = [];
   #scheduled = false;
+  /** The last epoch this producer marked as rolled over. */
+  #marked = 0;
 
   constructor(client: Client, options: Partial<ProducerOptions> = {}) {
     this.#client = client;
@@ -164,7 +168,9 @@ export class LogProducer {
       const { epoch, seq: last } = splitHead(value);
       const first = last - wanted + 1;
       const limit = this.options.limit;
-      if (last <= limit) return { epoch, first, count: wanted };
+      if (last < limit) return { epoch, first, count: wanted };
+      await this.#markRolled(epoch);
+      if (last === limit) return { epoch, first, count: wanted };
       if (first <= limit) return { epoch, first, count: limit - first + 1 };
       await this.#roll(head, epoch);
     }
@@ -172,6 +178,13 @@ export class LogProducer {
       `could not reserve log numbers on ${head} after ${RESERVE_ATTEMPTS} tries: the counter keeps ` +
         "disappearing or rolling; check memcached's memory (evictions) and the stream's limit",
     );
+  }
+
+  /** Every number of `epoch` is handed out: say so before the counter moves on (see rolledKey). */
+  async #markRolled(epoch: number): Promise<void> {
+    if (this.#marked === epoch) return;
+    await this.#client.add(rolledKey(this.address, epoch), String(this.options.limit));
+    this.#marked = epoch;
   }
 
   /**
@@ -185,7 +198,7 @@ export class LogProducer {
       if (current === undefined) return;
       const value = BigInt(current.value.toString("latin1").trim());
       if (splitHead(value).epoch !== epoch) return;
-      const swapped = await this.#client.cas(head, headValue(newEpoch(), 0).toString(), current.cas!);
+      const swapped = await this.#client.cas(head, headValue(nextEpoch(epoch), 0).toString(), current.cas!);
       if (swapped !== "exists") return;
     }
   }

@@ -1,0 +1,696 @@
+// The drainer: moves a log stream's entries from memcached into a sink, in order, exactly once.
+//
+// ## How it works
+//
+// One drainer per stream is active: it holds a lease (`<ns>:lease:drain:<stream>`); others stand by.
+// While active it repeats one step: read the head, multi-get the next window of numbers, hand the
+// present entries (and any gap) to the sink, and, once the sink reports them durable, delete their keys.
+//
+// - **Cursor.** The position after which to read is the sink's durable cursor, recovered from the output
+//   itself each time the drainer becomes active. Keys are deleted only up to a durable cursor, so a drainer
+//   killed at any moment finds every entry it had not made durable still in memcached, and never writes
+//   one twice: exactly once in the output.
+// - **Holes.** A number counts as handed out from the first head read at or past it. If its entry is still
+//   missing `holeTimeout` ms after that, a gap record covers it (and the missing numbers after it whose time
+//   is also up) and draining goes on. Gaps are watched for `lateWindow` ms: an entry that shows up is
+//   written once, marked late, and deleted.
+// - **Epochs.** (Default layout.) The head holds epoch·10^9 + seq. When it disappears or shows another
+//   epoch, the current epoch is closing: if the producers left the rollover marker (`…:rolled:<epoch>`)
+//   every number up to the limit was handed out and is drained (holes time out as usual); otherwise it was
+//   a reset, the epoch ends at the highest number seen (probing one window past it for entries written
+//   after the last head read), and what is missing is recorded as a `reset` gap. Then the drainer moves to
+//   the head's epoch, from 1. Epochs are random, so entries from before a reset never pass for later ones.
+// - **Seed layout.** `Counter` holds a plain number and has no epochs: a reset shows as the counter gone or
+//   below what was already seen. The drainer numbers its own epochs (1, 2, … in the output) and keeps
+//   `Process` equal to the last number written, as the original idiom's readers expect.
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Client } from "../client/index.js";
+import { LogError, SinkError } from "../errors.js";
+import { Lease, type LeaseOptions } from "../lease/index.js";
+import type { Commit, Cursor, EntryRecord, GapRecord, SinkRecord } from "../sinks/index.js";
+import {
+  Layout,
+  MAX_EPOCH,
+  MAX_LIMIT,
+  decodeEntry,
+  drainerKey,
+  entryKey,
+  headKey,
+  nextEpoch,
+  rolledKey,
+  splitHead,
+  streamAddress,
+  type StreamAddress,
+} from "./layout.js";
+
+export const DEFAULT_HOLE_TIMEOUT = 5000; // ms a missing number may hold up the entries after it
+export const DEFAULT_BATCH = 1000; // numbers read per window (one multi-get per server per 100 keys)
+export const DEFAULT_POLL_EVERY = 50; // ms between head reads while there is nothing to drain
+export const DEFAULT_LATE_WINDOW = 10 * 60 * 1000; // ms a gap is watched for entries that arrive late
+export const DEFAULT_LEASE_TTL = 10; // s
+export const DEFAULT_MAX_IN_FLIGHT = 4; // windows handed to the sink and not yet durable
+const LATE_CHECK_EVERY = 1000; // ms between looks for late entries
+const MAX_WATCHED = 10_000; // numbers of one gap watched for late entries (a reset's gap can be huge)
+const PUBLISH_EVERY = 1000; // ms between metrics published to memcached
+const PUBLISH_TTL = 60; // s the published metrics outlive their drainer
+const RATE_WINDOW = 10_000; // ms over which entries per second are averaged
+const RETRY_AFTER = 1000;
+const MAX_CHAIN = 10_000; // rolled-over epochs walked back when looking for the first one not yet drained // ms before an active drainer tries again after an error
+
+/** What the drainer needs of a sink; FileSink is one. */
+export interface LogSink {
+  cursor(): Cursor | undefined;
+  write(records: readonly SinkRecord[]): Promise<Commit>;
+  close(): Promise<void>;
+}
+
+export interface DrainerOptions extends Partial<StreamAddress> {
+  /** Opens (and recovers) the sink; called each time this drainer becomes the active one. */
+  openSink: () => Promise<LogSink>;
+  /** Largest sequence number of an epoch: must match the producers' `limit`. */
+  limit: number;
+  holeTimeout: number;
+  batch: number;
+  pollEvery: number;
+  lateWindow: number;
+  /** Lease settings (ttlSeconds, owner, pollEvery…); `false` runs without a lease (one drainer only). */
+  lease: Partial<LeaseOptions> | false;
+  /** Windows written but not yet durable, at most. */
+  maxInFlight: number;
+  /** Called after each durable commit (progress displays, benchmarks). */
+  onCommit: ((commit: Commit) => void) | undefined;
+  /** Called when a step fails and will be retried (the error is also kept in metrics). */
+  onError: ((error: Error) => void) | undefined;
+  clock: () => number;
+}
+
+export interface DrainerMetrics {
+  stream: string;
+  layout: Layout;
+  /** Holds the lease and drains (or runs without one). */
+  active: boolean;
+  owner: string;
+  /** The counter as last read: epoch and sequence. */
+  head: Cursor | undefined;
+  /** The last position durably written. */
+  cursor: Cursor | undefined;
+  /** Numbers between cursor and head in the head's epoch. */
+  lag: number;
+  /** Entries written per second over the last 10 s. */
+  entriesPerSecond: number;
+  entries: number;
+  gaps: number;
+  late: number;
+  /** ms since 1970 of the last commit. */
+  lastDrainAt: number | undefined;
+  /** The last error met while active, if any. */
+  lastError: string | undefined;
+}
+
+/** The active drainer's metrics as published in memcached (informational: up to a second old). */
+export async function publishedMetrics(
+  client: Client,
+  address: Partial<StreamAddress> = {},
+): Promise<DrainerMetrics | undefined> {
+  const found = await client.get(drainerKey(streamAddress(address)));
+  if (found === undefined) return undefined;
+  try {
+    return JSON.parse(found.value.toString("utf8")) as DrainerMetrics;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How the epoch being drained ends, once the head has left it. */
+interface EpochEnd {
+  /** The last number of the epoch. */
+  last: number;
+  /** True when the producers marked a rollover: all numbers up to the limit were handed out. */
+  rolled: boolean;
+  /** Probed past `last` for entries written after the last head read (resets only). */
+  probedAt: number;
+  /** Known lost (seed layout, memcached restarted): missing numbers are gaps at once. */
+  lost: boolean;
+}
+
+/** A head read: numbers up to `seq` were handed out by `at`. */
+interface Seen {
+  seq: number;
+  at: number;
+}
+
+interface Watched {
+  epoch: number;
+  from: number;
+  to: number;
+  until: number;
+}
+
+export class Drainer {
+  readonly address: StreamAddress;
+  readonly options: DrainerOptions;
+  readonly owner: string;
+  readonly #client: Client;
+  readonly #lease: Lease | undefined;
+
+  #sink: LogSink | undefined;
+  /** The epoch being drained; undefined before the first head read of a fresh output. */
+  #epoch: number | undefined;
+  /** The next number to write in #epoch. */
+  #next = 1;
+  /** Set once the head has left #epoch. */
+  #end: EpochEnd | undefined;
+  /** #epoch is fully written and the head has not shown a new epoch yet. */
+  #finished = false;
+  /** Head reads of #epoch, increasing: when each number was first known to be handed out. */
+  #seen: Seen[] = [];
+  #watched: Watched[] = [];
+  #lastLateCheck = 0;
+  #inFlight: Promise<void>[] = [];
+  #failure: Error | undefined;
+  #head: Cursor | undefined;
+  #active = false;
+  #entries = 0;
+  #gaps = 0;
+  #late = 0;
+  #lastDrainAt: number | undefined;
+  #lastError: string | undefined;
+  #rate: Array<{ at: number; entries: number }> = [];
+  #lastPublish = 0;
+  #processSent = -1;
+  /** Process has been written (and acknowledged) since this run began or the last reset. */
+  #processStored = false;
+  /** Head reads begun, and the one (by count) at which the drainer last found itself caught up. */
+  #headReads = 0;
+  #caughtUpAtRead = 0;
+  #askedAtRead: number | undefined;
+
+  constructor(client: Client, options: Partial<DrainerOptions> & { openSink: () => Promise<LogSink> }) {
+    this.#client = client;
+    this.address = streamAddress(options);
+    this.options = {
+      ...options,
+      ...this.address,
+      openSink: options.openSink,
+      limit: options.limit ?? MAX_LIMIT,
+      holeTimeout: options.holeTimeout ?? DEFAULT_HOLE_TIMEOUT,
+      batch: options.batch ?? DEFAULT_BATCH,
+      pollEvery: options.pollEvery ?? DEFAULT_POLL_EVERY,
+      lateWindow: options.lateWindow ?? DEFAULT_LATE_WINDOW,
+      lease: options.lease ?? {},
+      maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
+      onCommit: options.onCommit,
+      onError: options.onError,
+      clock: options.clock ?? Date.now,
+    };
+    const o = this.options;
+    if (typeof o.openSink !== "function") {
+      throw new LogError(
+        "drainer: openSink is missing: pass a function that opens the sink, e.g. openFileSink",
+      );
+    }
+    const whole = (name: string, value: number, min: number, max: number) => {
+      if (!Number.isInteger(value) || value < min || value > max) {
+        throw new LogError(`drainer: ${name} ${value} must be a whole number from ${min} to ${max}`);
+      }
+    };
+    whole("limit", o.limit, 1, MAX_LIMIT);
+    whole("batch", o.batch, 1, 100_000);
+    whole("maxInFlight", o.maxInFlight, 1, 64);
+    for (const name of ["holeTimeout", "pollEvery", "lateWindow"] as const) {
+      if (!Number.isFinite(o[name]) || o[name] < 0) {
+        throw new LogError(`drainer: ${name} ${o[name]} ms must be a number of milliseconds, 0 or more`);
+      }
+    }
+    if (o.lease === false) {
+      this.#lease = undefined;
+      this.owner = "unleased";
+    } else {
+      this.#lease = new Lease(client, {
+        ttlSeconds: DEFAULT_LEASE_TTL,
+        namespace: this.address.namespace,
+        ...o.lease,
+        name: `drain:${this.address.stream}`,
+      });
+      this.owner = this.#lease.owner;
+    }
+  }
+
+  get metrics(): DrainerMetrics {
+    const cursor = this.#sink?.cursor();
+    const head = this.#head;
+    let lag = 0;
+    if (head !== undefined) {
+      lag =
+        cursor !== undefined && cursor.epoch === head.epoch ? Math.max(0, head.seq - cursor.seq) : head.seq;
+    }
+    return {
+      stream: this.address.stream,
+      layout: this.address.layout,
+      active: this.#active,
+      owner: this.owner,
+      head: head && { ...head },
+      cursor,
+      lag,
+      entriesPerSecond: this.#entriesPerSecond(),
+      entries: this.#entries,
+      gaps: this.#gaps,
+      late: this.#late,
+      lastDrainAt: this.#lastDrainAt,
+      lastError: this.#lastError,
+    };
+  }
+
+  /**
+   * For polling ("wait until drained"): true once a head read that began after the first call of this poll
+   * found everything up to the head durably written and nothing pending. The first call only marks the
+   * moment, so entries appended before a poll began are always covered when it turns true.
+   */
+  caughtUp(): boolean {
+    if (this.#askedAtRead === undefined) {
+      this.#askedAtRead = this.#headReads;
+      return false;
+    }
+    if (this.#caughtUpAtRead > this.#askedAtRead) {
+      this.#askedAtRead = undefined;
+      return true;
+    }
+    return false;
+  }
+
+  /** Whether the step that just read the head found nothing left to write. */
+  #isCaughtUp(): boolean {
+    if (this.#inFlight.length > 0 || this.#end !== undefined) return false;
+    if (this.#finished) return true;
+    const head = this.#head;
+    if (head === undefined) return this.#epoch === undefined || this.address.layout === Layout.seed;
+    return this.#epoch === head.epoch && this.#next > head.seq;
+  }
+
+  /**
+   * Stands by until this drainer holds the lease, then drains while holding it; goes back to standing by
+   * if the lease is lost. Resolves when `signal` aborts (after the work in flight has settled).
+   */
+  async run(signal?: AbortSignal): Promise<void> {
+    while (!signal?.aborted) {
+      if (this.#lease === undefined) {
+        await this.#activeRun(signal);
+        continue;
+      }
+      let held: AbortSignal;
+      try {
+        held = await this.#lease.hold(signal);
+      } catch (error) {
+        if (signal?.aborted) break;
+        this.#noteError(error as Error);
+        await pause(RETRY_AFTER, signal);
+        continue;
+      }
+      const both = signal === undefined ? held : AbortSignal.any([signal, held]);
+      try {
+        await this.#activeRun(both);
+      } finally {
+        if (!held.aborted) await this.#lease.release().catch(() => undefined);
+      }
+    }
+  }
+
+  /** Drains until `signal` aborts; errors close the sink and start again from its durable cursor. */
+  async #activeRun(signal: AbortSignal | undefined): Promise<void> {
+    while (!signal?.aborted) {
+      try {
+        await this.#start();
+        this.#active = true;
+        while (!signal?.aborted) {
+          const progressed = await this.#step();
+          if (this.#failure !== undefined) throw this.#failure;
+          await this.#maybeCheckLate();
+          await this.#maybePublish();
+          if (!progressed) await pause(this.options.pollEvery, signal);
+        }
+      } catch (error) {
+        if (!signal?.aborted) {
+          this.#noteError(error as Error);
+          await this.#stop();
+          await pause(RETRY_AFTER, signal);
+          continue;
+        }
+      }
+      await this.#stop();
+    }
+  }
+
+  #noteError(error: Error): void {
+    this.#lastError = error.message;
+    this.options.onError?.(error);
+  }
+
+  /** Opens the sink and takes the position from its durable cursor. */
+  async #start(): Promise<void> {
+    this.#failure = undefined;
+    this.#inFlight = [];
+    this.#sink = await this.options.openSink();
+    const cursor = this.#sink.cursor();
+    this.#epoch = cursor?.epoch;
+    this.#next = cursor === undefined ? 1 : cursor.seq + 1;
+    this.#end = undefined;
+    this.#finished = false;
+    this.#seen = [];
+    if (this.address.layout === Layout.seed && this.#epoch === undefined) this.#epoch = 1;
+    this.#processSent = -1;
+    this.#processStored = false;
+    // Gaps written before a restart are not watched again: an entry arriving for one stays in memcached.
+    this.#watched = [];
+  }
+
+  async #stop(): Promise<void> {
+    this.#active = false;
+    await Promise.allSettled(this.#inFlight);
+    this.#inFlight = [];
+    const sink = this.#sink;
+    this.#sink = undefined;
+    await sink?.close().catch(() => undefined);
+  }
+
+  // -- one step ---------------------------------------------------------------------------------------------
+
+  /** Reads the head and drains one window. True when it wrote something or moved on. */
+  async #step(): Promise<boolean> {
+    const now = this.options.clock();
+    const read = ++this.#headReads;
+    if (this.address.layout === Layout.seed) await this.#readSeedHead(now);
+    else await this.#readHead(now);
+    if (this.#isCaughtUp()) this.#caughtUpAtRead = read;
+    if (this.#epoch === undefined || this.#finished) return false;
+    const end = this.#end;
+    const last = end !== undefined ? end.last : Math.min(this.#knownHead(), this.options.limit);
+    if (this.#next > last) {
+      if (end === undefined) return false;
+      if (!end.rolled && end.probedAt < this.#next && this.address.layout === Layout.default) {
+        // A reset: entries written after our last head read may sit past `last`.
+        end.probedAt = this.#next;
+        const found = await this.#fetch(this.#epoch, this.#next, this.#next + this.options.batch - 1);
+        if (found.size > 0) {
+          end.last = Math.max(...found.keys());
+          this.#sawHead(end.last, now);
+          return true;
+        }
+      }
+      await this.#finishEpoch();
+      return true;
+    }
+    const to = Math.min(last, this.#next + this.options.batch - 1);
+    return this.#window(this.#epoch, this.#next, to, now);
+  }
+
+  #knownHead(): number {
+    const seen = this.#seen;
+    return seen.length === 0 ? this.#next - 1 : seen[seen.length - 1]!.seq;
+  }
+
+  /** Notes that numbers up to `seq` were handed out by `at`. */
+  #sawHead(seq: number, at: number): void {
+    const seen = this.#seen;
+    if (seen.length > 0 && seen[seen.length - 1]!.seq >= seq) return;
+    seen.push({ seq, at });
+  }
+
+  /** When `seq` was first known to be handed out (undefined: not known to be). */
+  #handedOutAt(seq: number): number | undefined {
+    const seen = this.#seen;
+    // Drop reads that only cover numbers already written; keep the rest in order.
+    let drop = 0;
+    while (drop < seen.length && seen[drop]!.seq < this.#next) drop++;
+    if (drop > 0) seen.splice(0, drop);
+    for (const read of seen) if (read.seq >= seq) return read.at;
+    return undefined;
+  }
+
+  async #readHead(now: number): Promise<void> {
+    const found = await this.#client.get(headKey(this.address));
+    const head = found === undefined ? undefined : splitHead(BigInt(found.value.toString("latin1").trim()));
+    this.#head = head;
+    if (this.#finished || this.#epoch === undefined) {
+      if (head === undefined) return;
+      if (this.#epoch === head.epoch) return;
+      this.#enterEpoch(await this.#chainStart(head.epoch));
+    }
+    if (head !== undefined && head.epoch === this.#epoch) {
+      this.#sawHead(head.seq, now);
+      return;
+    }
+    if (this.#end !== undefined) return;
+    // The head left this epoch: rolled over, or reset (restarted, evicted, flushed).
+    const epoch = this.#epoch!;
+    const marker = await this.#client.get(rolledKey(this.address, epoch));
+    if (marker !== undefined) {
+      this.#end = { last: this.options.limit, rolled: true, probedAt: 0, lost: false };
+      this.#sawHead(this.options.limit, now);
+    } else {
+      this.#end = { last: this.#knownHead(), rolled: false, probedAt: 0, lost: false };
+    }
+  }
+
+  async #readSeedHead(now: number): Promise<void> {
+    const { counter: counterKey, process: processKey } = this.address.seed;
+    const found = await this.#client.getMulti([counterKey, processKey]);
+    const text = found.get(counterKey)?.value.toString("latin1").trim();
+    // We keep Process written; its absence means memcached lost everything (restarted or flushed).
+    const lost = this.#processStored && !found.has(processKey);
+    const counter = text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
+    this.#head = counter === undefined ? undefined : { epoch: this.#epoch!, seq: counter };
+    if (this.#finished) {
+      // The previous run of numbers is closed: a counter (re)created starts the next epoch.
+      if (counter === undefined || counter === 0) return;
+      this.#enterEpoch(this.#epoch! + 1);
+      this.#head = { epoch: this.#epoch!, seq: counter };
+    }
+    if (this.#end !== undefined) return;
+    const known = this.#knownHead();
+    if (counter !== undefined && counter >= known && !lost) {
+      this.#sawHead(counter, now);
+      return;
+    }
+    // Gone or gone back: a reset. Nothing was ever drained yet? Then there is nothing to close.
+    if (counter === undefined && known === 0) return;
+    // With no epochs in its keys, old entries are told from new ones only by draining the old range before
+    // the writers reach it again; when memcached lost everything there is nothing old left to wait for.
+    this.#end = { last: known, rolled: false, probedAt: 0, lost };
+    this.#processSent = -1;
+    this.#processStored = false;
+  }
+
+  /**
+   * The first epoch not yet drained of the rollover chain that ends at `epoch` (the head's): walks back
+   * while the epoch before carries a rollover marker (markers are deleted once their epoch is drained).
+   */
+  async #chainStart(epoch: number): Promise<number> {
+    let start = epoch;
+    for (let steps = 0; steps < MAX_CHAIN; steps++) {
+      const before = start === 1 ? MAX_EPOCH : start - 1;
+      if (before === this.#epoch || before === epoch) break;
+      if ((await this.#client.get(rolledKey(this.address, before))) === undefined) break;
+      start = before;
+    }
+    return start;
+  }
+
+  #enterEpoch(epoch: number): void {
+    this.#epoch = epoch;
+    this.#next = 1;
+    this.#end = undefined;
+    this.#finished = false;
+    this.#seen = [];
+  }
+
+  /** The current epoch is fully written: clear its marker and wait for (or move to) the next epoch. */
+  async #finishEpoch(): Promise<void> {
+    await this.#settle();
+    const epoch = this.#epoch!;
+    const rolled = this.#end?.rolled === true;
+    if (this.address.layout === Layout.default) {
+      await this.#client.delete(rolledKey(this.address, epoch));
+    }
+    if (rolled) {
+      // Rollovers chain: the next epoch is known even if the head has already moved past it.
+      this.#enterEpoch(nextEpoch(epoch));
+      return;
+    }
+    this.#finished = true;
+    this.#end = undefined;
+    this.#seen = [];
+  }
+
+  /** Reads `from`..`to` and hands what can be written, in order, to the sink. True if it wrote. */
+  async #window(epoch: number, from: number, to: number, now: number): Promise<boolean> {
+    const found = await this.#fetch(epoch, from, to);
+    const records: SinkRecord[] = [];
+    const keys: string[] = [];
+    const gaps: GapRecord[] = [];
+    const reason = this.#end !== undefined && !this.#end.rolled ? "reset" : "hole-timeout";
+    const lost = this.#end?.lost === true;
+    let seq = from;
+    for (; seq <= to; seq++) {
+      const entry = found.get(seq);
+      if (entry !== undefined) {
+        records.push(entry);
+        keys.push(entryKey(this.address, epoch, seq));
+        continue;
+      }
+      if (!lost) {
+        const since = this.#handedOutAt(seq);
+        if (since === undefined || now - since < this.options.holeTimeout) break;
+      }
+      const previous = records[records.length - 1];
+      if (previous !== undefined && previous.kind === "gap" && previous.to === seq - 1) previous.to = seq;
+      else {
+        const gap: GapRecord = { kind: "gap", epoch, from: seq, to: seq, reason };
+        records.push(gap);
+        gaps.push(gap);
+      }
+    }
+    if (records.length === 0) return false;
+    this.#next = seq;
+    await this.#commit(records, keys, gaps);
+    return true;
+  }
+
+  /** The entries present among `from`..`to` of `epoch`, by number. */
+  async #fetch(epoch: number, from: number, to: number): Promise<Map<number, EntryRecord>> {
+    const keys: string[] = [];
+    for (let seq = from; seq <= to; seq++) keys.push(entryKey(this.address, epoch, seq));
+    const values = await this.#client.getMulti(keys);
+    const found = new Map<number, EntryRecord>();
+    if (values.size === 0) return found;
+    const now = this.options.clock();
+    for (let i = 0; i < keys.length; i++) {
+      const value = values.get(keys[i]!);
+      if (value === undefined) continue;
+      const entry = decodeEntry(value.value);
+      found.set(from + i, {
+        kind: "entry",
+        epoch,
+        seq: from + i,
+        time: entry.t ?? now,
+        node: entry.n ?? "",
+        data: entry.d,
+      });
+    }
+    return found;
+  }
+
+  /**
+   * Hands records to the sink without waiting for them to be durable (up to maxInFlight windows), then,
+   * once they are, deletes their keys. A failure stops the run: it starts again from the durable cursor.
+   */
+  async #commit(records: SinkRecord[], keys: string[], gaps: GapRecord[]): Promise<void> {
+    const sink = this.#sink!;
+    const done = sink.write(records).then(
+      async (commit) => {
+        this.#committed(commit, records, gaps);
+        if (keys.length > 0) await this.#client.deleteMulti(keys);
+        await this.#updateProcess(commit);
+      },
+      (error: unknown) => {
+        this.#failure ??= error instanceof Error ? error : new SinkError(String(error));
+      },
+    );
+    const tracked: Promise<void> = done.catch((error: unknown) => {
+      // Deleting failed: the entries are durable, so they are only left behind in memcached.
+      this.#lastError = `could not delete drained entries: ${(error as Error).message}`;
+    });
+    this.#inFlight.push(tracked);
+    void tracked.then(() => {
+      const index = this.#inFlight.indexOf(tracked);
+      if (index >= 0) this.#inFlight.splice(index, 1);
+    });
+    if (this.#inFlight.length >= this.options.maxInFlight) await Promise.race(this.#inFlight);
+  }
+
+  async #settle(): Promise<void> {
+    await Promise.all(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  #committed(commit: Commit, records: readonly SinkRecord[], gaps: readonly GapRecord[]): void {
+    const now = this.options.clock();
+    let entries = 0;
+    for (const record of records) {
+      if (record.kind === "entry") {
+        entries++;
+        if (record.late === true) this.#late++;
+      }
+    }
+    this.#entries += entries;
+    this.#gaps += gaps.length;
+    this.#lastDrainAt = now;
+    this.#rate.push({ at: now, entries });
+    for (const gap of gaps) {
+      this.#watched.push({
+        epoch: gap.epoch,
+        from: gap.from,
+        to: Math.min(gap.to, gap.from + MAX_WATCHED - 1),
+        until: now + this.options.lateWindow,
+      });
+    }
+    this.options.onCommit?.(commit);
+  }
+
+  async #updateProcess(commit: Commit): Promise<void> {
+    if (this.address.layout !== Layout.seed || commit.cursor === undefined) return;
+    const seq = commit.cursor.seq;
+    if (seq === this.#processSent) return;
+    this.#processSent = seq;
+    await this.#client.set(this.address.seed.process, String(seq));
+    this.#processStored = true;
+  }
+
+  // -- late entries -----------------------------------------------------------------------------------------
+
+  async #maybeCheckLate(): Promise<void> {
+    const now = this.options.clock();
+    if (this.#watched.length === 0 || now - this.#lastLateCheck < LATE_CHECK_EVERY) return;
+    this.#lastLateCheck = now;
+    this.#watched = this.#watched.filter((gap) => gap.until > now);
+    for (const gap of this.#watched) {
+      const found = await this.#fetch(gap.epoch, gap.from, gap.to);
+      if (found.size === 0) continue;
+      const records: EntryRecord[] = [];
+      const keys: string[] = [];
+      for (const [seq, entry] of found) {
+        records.push({ ...entry, late: true });
+        keys.push(entryKey(this.address, gap.epoch, seq));
+      }
+      // Written once: the keys are deleted right after the commit, before the next look.
+      await this.#settle();
+      await this.#commit(records, keys, []);
+      await this.#settle();
+    }
+  }
+
+  // -- metrics ----------------------------------------------------------------------------------------------
+
+  #entriesPerSecond(): number {
+    const now = this.options.clock();
+    while (this.#rate.length > 0 && now - this.#rate[0]!.at > RATE_WINDOW) this.#rate.shift();
+    if (this.#rate.length === 0) return 0;
+    const total = this.#rate.reduce((sum, sample) => sum + sample.entries, 0);
+    return Math.round((total * 1000) / RATE_WINDOW);
+  }
+
+  async #maybePublish(): Promise<void> {
+    const now = this.options.clock();
+    if (now - this.#lastPublish < PUBLISH_EVERY) return;
+    this.#lastPublish = now;
+    await this.#client.set(drainerKey(this.address), JSON.stringify(this.metrics), { ttl: PUBLISH_TTL });
+  }
+}
+
+/** Waits `ms`, or less if `signal` aborts (never throws for the abort). */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch {
+    // aborted: the caller checks the signal
+  }
+}
