@@ -62,6 +62,8 @@ export interface LogSink {
   cursor(): Cursor | undefined;
   write(records: readonly SinkRecord[]): Promise<Commit>;
   close(): Promise<void>;
+  /** Gaps written since `sinceMs` and the late entries written after them (see FileSink.recentGaps). */
+  recentGaps?(sinceMs: number): Promise<{ gaps: GapRecord[]; late: Cursor[] }>;
 }
 
 export interface DrainerOptions extends Partial<StreamAddress> {
@@ -165,6 +167,8 @@ export class Drainer {
   /** Head reads of #epoch, increasing: when each number was first known to be handed out. */
   #seen: Seen[] = [];
   #watched: Watched[] = [];
+  /** Late entries already in the output (epoch:seq), from before a restart. */
+  #written = new Set<string>();
   #lastLateCheck = 0;
   #inFlight: Promise<void>[] = [];
   #failure: Error | undefined;
@@ -359,8 +363,15 @@ export class Drainer {
     if (this.address.layout === Layout.seed && this.#epoch === undefined) this.#epoch = 1;
     this.#processSent = -1;
     this.#processStored = false;
-    // Gaps written before a restart are not watched again: an entry arriving for one stays in memcached.
+    // Gaps written before a restart are watched again, minus the late entries already written for them.
     this.#watched = [];
+    this.#written = new Set();
+    const now = this.options.clock();
+    const recent = await this.#sink.recentGaps?.(now - this.options.lateWindow);
+    if (recent !== undefined) {
+      for (const gap of recent.gaps) this.#watch(gap, now);
+      for (const late of recent.late) this.#written.add(`${late.epoch}:${late.seq}`);
+    }
   }
 
   async #stop(): Promise<void> {
@@ -625,15 +636,17 @@ export class Drainer {
     this.#gaps += gaps.length;
     this.#lastDrainAt = now;
     this.#rate.push({ at: now, entries });
-    for (const gap of gaps) {
-      this.#watched.push({
-        epoch: gap.epoch,
-        from: gap.from,
-        to: Math.min(gap.to, gap.from + MAX_WATCHED - 1),
-        until: now + this.options.lateWindow,
-      });
-    }
+    for (const gap of gaps) this.#watch(gap, now);
     this.options.onCommit?.(commit);
+  }
+
+  #watch(gap: GapRecord, now: number): void {
+    this.#watched.push({
+      epoch: gap.epoch,
+      from: gap.from,
+      to: Math.min(gap.to, gap.from + MAX_WATCHED - 1),
+      until: now + this.options.lateWindow,
+    });
   }
 
   async #updateProcess(commit: Commit): Promise<void> {
@@ -658,8 +671,18 @@ export class Drainer {
       const records: EntryRecord[] = [];
       const keys: string[] = [];
       for (const [seq, entry] of found) {
+        const key = entryKey(this.address, gap.epoch, seq);
+        if (this.#written.has(`${gap.epoch}:${seq}`)) {
+          // Written before a restart that came before its delete: only the delete is left to do.
+          keys.push(key);
+          continue;
+        }
         records.push({ ...entry, late: true });
-        keys.push(entryKey(this.address, gap.epoch, seq));
+        keys.push(key);
+      }
+      if (records.length === 0) {
+        await this.#client.deleteMulti(keys);
+        continue;
       }
       // Written once: the keys are deleted right after the commit, before the next look.
       await this.#settle();

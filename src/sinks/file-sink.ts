@@ -109,6 +109,7 @@ export interface FileSinkMetrics {
 export const DEFAULT_STREAM = "log";
 export const DEFAULT_MAX_BYTES = 256 * 1024 * 1024; // bytes
 export const DEFAULT_FSYNC: FsyncPolicy = "batch";
+const RECENT_BYTES = 8 * 1024 * 1024; // bytes read back for recentGaps
 const RECOVERY_WINDOW = 64 * 1024; // bytes read at a time from the end of a file while recovering
 const MAX_FILES_PER_DAY = 100_000; // bounds the search for a free file name
 
@@ -410,6 +411,64 @@ export class FileSink {
         }
       });
     });
+  }
+
+  /**
+   * The gaps written at or after `sinceMs` (by the time the sink wrote them) and the late entries written
+   * after them, read back from the end of the newest files (at most RECENT_BYTES): lets a restarted drainer
+   * go on watching its gaps for late entries without writing one twice. JSON Lines only (raw lines do not
+   * tell late entries apart): raw sinks return nothing.
+   */
+  async recentGaps(sinceMs: number): Promise<{ gaps: GapRecord[]; late: Cursor[] }> {
+    const gaps: GapRecord[] = [];
+    const late: Cursor[] = [];
+    if (this.format !== "jsonl") return { gaps, late };
+    const files = await this.#io("list", this.dir, () => listFiles(this.dir, this.stream, this.#ext));
+    let budget = RECENT_BYTES;
+    const texts: string[] = [];
+    for (let i = files.length - 1; i >= 0 && budget > 0; i--) {
+      const path = join(this.dir, files[i]!.name);
+      const text = await this.#io("read", path, () => readTail(path, budget));
+      budget -= Buffer.byteLength(text);
+      texts.unshift(text);
+    }
+    for (const text of texts) {
+      for (const line of text.split("\n")) {
+        if (line === "") continue;
+        let value: {
+          epoch?: unknown;
+          seq?: unknown;
+          ms?: unknown;
+          late?: unknown;
+          gap?: Record<string, unknown>;
+        };
+        try {
+          value = JSON.parse(line) as typeof value;
+        } catch {
+          continue; // the cut first line of a window
+        }
+        if (!isCount(value.epoch)) continue;
+        const gap = value.gap;
+        if (
+          gap !== undefined &&
+          isCount(gap.from) &&
+          isCount(gap.to) &&
+          isCount(value.ms) &&
+          value.ms >= sinceMs
+        ) {
+          gaps.push({
+            kind: "gap",
+            epoch: value.epoch,
+            from: gap.from,
+            to: gap.to,
+            reason: gap.reason as GapReason,
+          });
+        } else if (value.late === true && isCount(value.seq)) {
+          late.push({ epoch: value.epoch, seq: value.seq });
+        }
+      }
+    }
+    return { gaps, late };
   }
 
   /** Writes what is pending durably and closes the files. */
@@ -855,6 +914,20 @@ async function truncateDurably(path: string, size: number): Promise<void> {
   const handle = await open(path, "r+");
   try {
     await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The last `max` bytes of a file as text (the first line may be cut). */
+async function readTail(path: string, max: number): Promise<string> {
+  const handle = await open(path, "r");
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, max);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    return buffer.toString("utf8");
   } finally {
     await handle.close();
   }

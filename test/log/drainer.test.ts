@@ -76,8 +76,9 @@ for (const target of TARGETS) {
     async function start(
       stream: string,
       options: Partial<DrainerOptions> = {},
+      reuse?: string,
     ): Promise<{ drainer: Drainer; dir: string; stop(): Promise<void> }> {
-      const dir = await mkdtemp(join(tmpdir(), "memipc-drain-"));
+      const dir = reuse ?? (await mkdtemp(join(tmpdir(), "memipc-drain-")));
       dirs.push(dir);
       const drainer = new Drainer(client, {
         stream,
@@ -153,6 +154,17 @@ for (const target of TARGETS) {
       assert.equal(drainer.metrics.gaps, 1);
       assert.equal(drainer.metrics.late, 1);
       assert.equal(await client.get(entryKey(address, first.epoch, 2)), undefined);
+      // As if the drainer had been killed after writing the late entry but before deleting its key: a new
+      // drainer on the same folder finds the entry again and only deletes it.
+      await client.add(entryKey(address, first.epoch, 2), JSON.stringify({ t: 1, n: "slow", d: "two" }));
+      const again = await start(stream, { holeTimeout: 300 }, dir);
+      await until(
+        async () => (await client.get(entryKey(address, first.epoch, 2))) === undefined,
+        5000,
+        "the leftover late entry to be deleted",
+      );
+      await again.stop();
+      assert.equal((await readLines(dir)).length, 4, "the late entry is still written once");
     });
 
     it("drainer: a flushed counter is a reset: the lost range is one reset gap and the new epoch drains from 1", async (t) => {
