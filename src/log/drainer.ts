@@ -55,6 +55,8 @@ const PUBLISH_EVERY = 1000; // ms between metrics published to memcached
 const PUBLISH_TTL = 60; // s the published metrics outlive their drainer
 const RATE_WINDOW = 10_000; // ms over which entries per second are averaged
 const RETRY_AFTER = 1000;
+const READ_AHEAD = 4; // windows read at once while behind
+const HEAD_READ_EVERY = 100; // ms between head reads while far behind
 const MAX_CHAIN = 10_000; // rolled-over epochs walked back when looking for the first one not yet drained // ms before an active drainer tries again after an error
 
 /** What the drainer needs of a sink; FileSink is one. */
@@ -188,6 +190,7 @@ export class Drainer {
   #headReads = 0;
   #caughtUpAtRead = 0;
   #askedAtRead: number | undefined;
+  #lastHeadRead = 0;
 
   constructor(client: Client, options: Partial<DrainerOptions> & { openSink: () => Promise<LogSink> }) {
     this.#client = client;
@@ -388,10 +391,15 @@ export class Drainer {
   /** Reads the head and drains one window. True when it wrote something or moved on. */
   async #step(): Promise<boolean> {
     const now = this.options.clock();
-    const read = ++this.#headReads;
-    if (this.address.layout === Layout.seed) await this.#readSeedHead(now);
-    else await this.#readHead(now);
-    if (this.#isCaughtUp()) this.#caughtUpAtRead = read;
+    // Far behind a recent head read, the head can wait: read-ahead windows are what matter.
+    const behind = this.#knownHead() - this.#next >= this.options.batch * READ_AHEAD;
+    if (!behind || this.#end !== undefined || now - this.#lastHeadRead >= HEAD_READ_EVERY) {
+      this.#lastHeadRead = now;
+      const read = ++this.#headReads;
+      if (this.address.layout === Layout.seed) await this.#readSeedHead(now);
+      else await this.#readHead(now);
+      if (this.#isCaughtUp()) this.#caughtUpAtRead = read;
+    }
     if (this.#epoch === undefined || this.#finished) return false;
     const end = this.#end;
     const last = end !== undefined ? end.last : Math.min(this.#knownHead(), this.options.limit);
@@ -410,8 +418,28 @@ export class Drainer {
       await this.#finishEpoch();
       return true;
     }
-    const to = Math.min(last, this.#next + this.options.batch - 1);
-    return this.#window(this.#epoch, this.#next, to, now);
+    // Several windows are read at once (one round trip's wait for all), then written in order.
+    const epoch = this.#epoch;
+    const windows: Array<{ from: number; to: number; found: Promise<Map<number, EntryRecord>> }> = [];
+    for (let from = this.#next; from <= last && windows.length < READ_AHEAD;) {
+      const to = Math.min(last, from + this.options.batch - 1);
+      windows.push({ from, to, found: this.#fetch(epoch, from, to) });
+      from = to + 1;
+    }
+    let wrote = false;
+    try {
+      for (const window of windows) {
+        if (!this.#window(epoch, window.from, window.to, await window.found, now)) break;
+        wrote = true;
+        if (this.#next <= window.to) break; // stopped at a hole still within its timeout
+        if (this.#failure !== undefined) break;
+      }
+    } finally {
+      // Reads not used (a hole, a failure) must not be left rejected without a handler.
+      for (const window of windows) window.found.catch(() => undefined);
+    }
+    if (this.#inFlight.length >= this.options.maxInFlight) await Promise.race(this.#inFlight);
+    return wrote;
   }
 
   #knownHead(): number {
@@ -533,8 +561,7 @@ export class Drainer {
   }
 
   /** Reads `from`..`to` and hands what can be written, in order, to the sink. True if it wrote. */
-  async #window(epoch: number, from: number, to: number, now: number): Promise<boolean> {
-    const found = await this.#fetch(epoch, from, to);
+  #window(epoch: number, from: number, to: number, found: Map<number, EntryRecord>, now: number): boolean {
     const records: SinkRecord[] = [];
     const keys: string[] = [];
     const gaps: GapRecord[] = [];
@@ -562,7 +589,7 @@ export class Drainer {
     }
     if (records.length === 0) return false;
     this.#next = seq;
-    await this.#commit(records, keys, gaps);
+    this.#commit(records, keys, gaps);
     return true;
   }
 
@@ -594,7 +621,7 @@ export class Drainer {
    * Hands records to the sink without waiting for them to be durable (up to maxInFlight windows), then,
    * once they are, deletes their keys. A failure stops the run: it starts again from the durable cursor.
    */
-  async #commit(records: SinkRecord[], keys: string[], gaps: GapRecord[]): Promise<void> {
+  #commit(records: SinkRecord[], keys: string[], gaps: GapRecord[]): void {
     const sink = this.#sink!;
     const done = sink.write(records).then(
       async (commit) => {
@@ -615,7 +642,6 @@ export class Drainer {
       const index = this.#inFlight.indexOf(tracked);
       if (index >= 0) this.#inFlight.splice(index, 1);
     });
-    if (this.#inFlight.length >= this.options.maxInFlight) await Promise.race(this.#inFlight);
   }
 
   async #settle(): Promise<void> {
@@ -686,7 +712,7 @@ export class Drainer {
       }
       // Written once: the keys are deleted right after the commit, before the next look.
       await this.#settle();
-      await this.#commit(records, keys, []);
+      this.#commit(records, keys, []);
       await this.#settle();
     }
   }
