@@ -24,4 +24,11 @@ export {
   type GapRecord,
 } from "./sinks/index.js";
 export { LogProducer, type ProducerOptions, type Appended } from "./log/producer.js";
+export {
+  Drainer,
+  publishedMetrics,
+  type DrainerOptions,
+  type DrainerMetrics,
+  type LogSink,
+} from "./log/drainer.js";
 export { Layout, type StreamAddress, type SeedNames } from "./log/layout.js";
