@@ -358,11 +358,19 @@ export class Drainer {
     this.#inFlight = [];
     this.#sink = await this.options.openSink();
     const cursor = this.#sink.cursor();
-    this.#epoch = cursor?.epoch;
-    this.#next = cursor === undefined ? 1 : cursor.seq + 1;
-    this.#end = undefined;
-    this.#finished = false;
-    this.#seen = [];
+    const next = cursor === undefined ? 1 : cursor.seq + 1;
+    if (cursor === undefined || cursor.epoch !== this.#epoch) {
+      this.#epoch = cursor?.epoch;
+      this.#end = undefined;
+      this.#finished = false;
+      this.#seen = [];
+    } else {
+      // Starting again after an error in the same process (memcached went away, the lease was lost): what
+      // was learnt of this epoch still holds, above all how far its head had gone, which a reset needs for
+      // its gap.
+      if (next !== this.#next) this.#finished = false;
+    }
+    this.#next = next;
     if (this.address.layout === Layout.seed && this.#epoch === undefined) this.#epoch = 1;
     this.#processSent = -1;
     this.#processStored = false;
