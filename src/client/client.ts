@@ -1,7 +1,7 @@
 // The memcached client: typed methods for every text and meta command over pipelined connections, one
 // per server, with keys placed by ketama consistent hashing and concurrent gets merged into multi-gets.
 import { ClientError, ConfigError, ConnectionClosedError, ProtocolError } from "../errors.js";
-import { validateKey } from "../protocol/keys.js";
+import { keyLength, validateKey } from "../protocol/keys.js";
 import { replyError, type MetaFlag, type ReplyFrame, type ValueFrame } from "../protocol/reply-parser.js";
 import {
   encodeCas,
@@ -247,30 +247,21 @@ export class Client {
    * keys that were found, under the keys as given.
    */
   async getMulti(keys: readonly string[]): Promise<Map<string, GetResult>> {
-    const groups = new Map<number, string[]>();
-    for (const key of keys) {
-      validateKey(key);
-      const server = this.serverIndex(key);
-      const group = groups.get(server);
-      if (group === undefined) groups.set(server, [key]);
-      else group.push(key);
-    }
+    const groups = this.#groupByServer(keys);
     const found = new Map<string, GetResult>();
     const requests: Promise<void>[] = [];
-    for (const [server, group] of groups) {
+    for (const [server, { keys: group, ascii }] of groups) {
       for (let start = 0; start < group.length; start += MAX_KEYS_PER_GET) {
         const slice =
           start === 0 && group.length <= MAX_KEYS_PER_GET
             ? group
             : group.slice(start, start + MAX_KEYS_PER_GET);
-        const byWire = new Map(slice.map((key) => [wireKey(key), key]));
-        const expected = new Set(byWire.keys());
+        // Replies name keys as bytes read as latin1: the same strings as ASCII keys, mapped back otherwise.
+        const byWire = ascii ? undefined : new Map(slice.map((key) => [wireKey(key), key]));
+        const expected = byWire === undefined ? new Set(slice) : new Set(byWire.keys());
         const request = this.#ordered(server).request(encodeGet(slice), ReplyShape.untilEnd, "get", expected);
         requests.push(
           request.then((frames) => {
-            const byWire = slice.every(isAscii)
-              ? undefined
-              : new Map(slice.map((key) => [wireKey(key), key]));
             for (const frame of frames) {
               if (frame.kind !== "VALUE") continue;
               const key = byWire === undefined ? frame.key : byWire.get(frame.key);
@@ -282,6 +273,23 @@ export class Client {
     }
     await Promise.all(requests);
     return found;
+  }
+
+  /** Validates the keys and sorts them by server, noting whether each server's keys are all ASCII. */
+  #groupByServer(keys: readonly string[]): Map<number, { keys: string[]; ascii: boolean }> {
+    const groups = new Map<number, { keys: string[]; ascii: boolean }>();
+    const single = this.#connections.length === 1;
+    for (const key of keys) {
+      const ascii = keyLength(key, false) === key.length;
+      const server = single ? 0 : this.serverIndex(key);
+      const group = groups.get(server);
+      if (group === undefined) groups.set(server, { keys: [key], ascii });
+      else {
+        group.keys.push(key);
+        if (!ascii) group.ascii = false;
+      }
+    }
+    return groups;
   }
 
   /** The value with its CAS unique, for a later `cas`. */
@@ -408,21 +416,17 @@ export class Client {
    * that did not exist are not an error); rejects if a server answered with an error.
    */
   async deleteMulti(keys: readonly string[]): Promise<void> {
-    const groups = new Map<number, Buffer[]>();
-    for (const key of keys) {
-      validateKey(key);
-      const server = this.serverIndex(key);
-      const group = groups.get(server);
-      const bytes = encodeDelete(key, { noreply: true });
-      if (group === undefined) groups.set(server, [bytes]);
-      else group.push(bytes);
-    }
+    if (keys.length === 0) return;
+    const groups = this.#groupByServer(keys);
     const requests: Promise<void>[] = [];
-    for (const [server, group] of groups) {
-      group.push(encodeMn());
+    for (const [server, { keys: group, ascii }] of groups) {
+      // ASCII keys (the usual case) are written as one string: a buffer per key costs more than the key.
+      const bytes = ascii
+        ? [Buffer.from(`delete ${group.join(" noreply\r\ndelete ")} noreply\r\nmn\r\n`, "latin1")]
+        : [...group.map((key) => encodeDelete(key, { noreply: true })), encodeMn()];
       const connection = this.#ordered(server);
       requests.push(
-        connection.request(group, ReplyShape.untilMn, "delete").then((frames) => {
+        connection.request(bytes, ReplyShape.untilMn, "delete").then((frames) => {
           const frame = frames.find((f) => f.kind !== "MN");
           if (frame === undefined) return;
           if (frame.kind === "ERROR" || frame.kind === "CLIENT_ERROR" || frame.kind === "SERVER_ERROR") {

@@ -128,6 +128,8 @@ export function encodeEntry(time: number, node: string, data: unknown): string {
  */
 export function decodeEntry(value: Buffer): StoredEntry | { t: undefined; n: undefined; d: string } {
   const text = value.toString("utf8");
+  const fast = decodeSimple(text);
+  if (fast !== undefined) return fast;
   if (text.startsWith('{"t":')) {
     try {
       const parsed = JSON.parse(text) as Partial<StoredEntry>;
@@ -139,4 +141,24 @@ export function decodeEntry(value: Buffer): StoredEntry | { t: undefined; n: und
     }
   }
   return { t: undefined, n: undefined, d: text };
+}
+
+const PLAIN_STRING = /^"[^"\\\x00-\x1f]*"$/;
+
+/**
+ * The drainer's fast path for what encodeEntry writes with a string payload and node name that need no
+ * escapes (the usual log line): read by position, no JSON.parse. Anything else returns undefined.
+ */
+function decodeSimple(text: string): StoredEntry | undefined {
+  if (!text.startsWith('{"t":') || text.charCodeAt(text.length - 1) !== 0x7d) return undefined;
+  const comma = text.indexOf(',"n":"', 5);
+  if (comma < 6 || comma > 21) return undefined;
+  const digits = text.slice(5, comma);
+  if (!/^\d+$/.test(digits)) return undefined;
+  const nodeEnd = text.indexOf('","d":', comma + 6);
+  if (nodeEnd < 0) return undefined;
+  const node = text.slice(comma + 5, nodeEnd + 1);
+  const data = text.slice(nodeEnd + 6, -1);
+  if (!PLAIN_STRING.test(node) || !PLAIN_STRING.test(data)) return undefined;
+  return { t: Number(digits), n: node.slice(1, -1), d: data.slice(1, -1) };
 }

@@ -609,7 +609,8 @@ export class FileSink {
     const now = this.#now();
     // Check and encode the whole batch before touching a file: a bad record writes nothing.
     let position = this.#appended;
-    const lines: Buffer[] = [];
+    const lines: string[] = [];
+    const sizes: number[] = [];
     for (const record of records) {
       const at = positionOf(record);
       if (!isCount(at.epoch) || !isCount(at.seq) || (record.kind === "gap" && !isCount(record.from))) {
@@ -637,7 +638,8 @@ export class FileSink {
           cause: error,
         });
       }
-      lines.push(Buffer.from(line, "utf8"));
+      lines.push(line);
+      sizes.push(Buffer.byteLength(line, "utf8"));
     }
     if (records.length === 0) {
       resolve(this.#commitOf(0, 0, this.#durableMark.file));
@@ -647,21 +649,22 @@ export class FileSink {
     let bytes = 0;
     try {
       await this.#ensureDay(now);
-      let chunk: Buffer[] = [];
+      // One buffer per file touched: encoding line by line costs more than the lines themselves.
+      let start = 0;
       let chunkBytes = 0;
-      for (const line of lines) {
+      for (let i = 0; i < lines.length; i++) {
+        const size = sizes[i]!;
         const current = this.#current!;
-        if (current.size + chunkBytes > 0 && current.size + chunkBytes + line.length > this.maxBytes) {
-          await this.#writeAll(current, chunk, chunkBytes);
-          chunk = [];
+        if (current.size + chunkBytes > 0 && current.size + chunkBytes + size > this.maxBytes) {
+          await this.#writeAll(current, lines.slice(start, i), chunkBytes);
+          start = i;
           chunkBytes = 0;
           await this.#rotate(current.name.day);
         }
-        chunk.push(line);
-        chunkBytes += line.length;
-        bytes += line.length;
+        chunkBytes += size;
+        bytes += size;
       }
-      await this.#writeAll(this.#current!, chunk, chunkBytes);
+      await this.#writeAll(this.#current!, start === 0 ? lines : lines.slice(start), chunkBytes);
     } catch (error) {
       await this.#rollBack().catch(() => undefined);
       throw error instanceof SinkError ? error : ioError("append to", this.#current?.path ?? this.dir, error);
@@ -680,9 +683,9 @@ export class FileSink {
     this.#scheduleSync();
   }
 
-  async #writeAll(file: OpenFile, chunk: Buffer[], length: number): Promise<void> {
+  async #writeAll(file: OpenFile, chunk: string[], length: number): Promise<void> {
     if (length === 0) return;
-    const buffer = chunk.length === 1 ? chunk[0]! : Buffer.concat(chunk, length);
+    const buffer = Buffer.from(chunk.join(""), "utf8");
     let done = 0;
     while (done < buffer.length) {
       const { bytesWritten } = await file.handle.write(buffer, done, buffer.length - done);

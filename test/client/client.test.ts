@@ -112,6 +112,19 @@ function clientSuite(target: Target): void {
       assert.equal((await client.getMulti([k])).get(k)?.value.toString(), "accented");
     });
 
+    test("deleteMulti removes many keys (ASCII or not) in one go; missing keys are no error", async () => {
+      const keys = Array.from({ length: 250 }, (_, i) => key(`dm${i}`));
+      const accented = key("dm-clé");
+      await Promise.all([...keys, accented].map((k) => client.set(k, "x")));
+      await client.deleteMulti([...keys, accented, key("dm-never-set")]);
+      assert.equal((await client.getMulti([...keys, accented])).size, 0);
+      await client.deleteMulti([]);
+      await assert.rejects(client.deleteMulti(["bad key"]), /key/);
+      // The connection still answers in order after the quiet deletes.
+      assert.equal(await client.set(key("dm-after"), "y"), true);
+      assert.equal((await client.get(key("dm-after")))?.value.toString(), "y");
+    });
+
     test("TTL: a negative ttl expires at once; mg t reports what set, touch and gat set", async () => {
       assert.equal(await client.set(key("ttl-neg"), "x", { ttl: -1 }), true);
       assert.equal(await client.get(key("ttl-neg")), undefined);
