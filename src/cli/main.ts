@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // The `memipc` command: a thin table of subcommands over the library.
 import { parseArgs } from "node:util";
-import { MemipcError } from "../errors.js";
+import { ConfigError, MemipcError } from "../errors.js";
+import { DRAIN_HELP, runDrain } from "./drain.js";
+import { LOG_HELP, runLog } from "./log.js";
 import { runServer, SERVER_HELP } from "./server.js";
+import { runTail, TAIL_HELP } from "./tail.js";
 
 interface Command {
   summary: string;
@@ -12,6 +15,13 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   server: { summary: "run the embedded memcached-compatible server", help: SERVER_HELP, run: runServer },
+  log: { summary: "append entries to a log stream (arguments, or stdin lines)", help: LOG_HELP, run: runLog },
+  drain: {
+    summary: "run a log stream's drainer: entries to files, in order, once",
+    help: DRAIN_HELP,
+    run: runDrain,
+  },
+  tail: { summary: "show a log stream's latest entries; -f follows", help: TAIL_HELP, run: runTail },
 };
 
 function usage(): string {
@@ -43,6 +53,12 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// A reader that goes away (`memipc tail | head`) is not an error.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0);
+  throw error;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     if (code !== 0) process.exitCode = code;
@@ -55,6 +71,7 @@ main(process.argv.slice(2)).then(
         `memipc: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
       );
     }
-    process.exitCode = 1;
+    // Exit 2 for bad flags or settings (nothing was done), 1 for failures while running.
+    process.exitCode = error instanceof ConfigError ? 2 : 1;
   },
 );

@@ -304,14 +304,21 @@ export class Drainer {
         await this.#activeRun(signal);
         continue;
       }
+      // The caller's signal may stop the wait, but once held the lease is released only after the work in
+      // flight has settled and the sink is closed (hold() would release it at once on abort).
+      const waiting = new AbortController();
+      const stopWaiting = (): void => waiting.abort(signal?.reason);
+      signal?.addEventListener("abort", stopWaiting, { once: true });
       let held: AbortSignal;
       try {
-        held = await this.#lease.hold(signal);
+        held = await this.#lease.hold(waiting.signal);
       } catch (error) {
         if (signal?.aborted) break;
         this.#noteError(error as Error);
         await pause(RETRY_AFTER, signal);
         continue;
+      } finally {
+        signal?.removeEventListener("abort", stopWaiting);
       }
       const both = signal === undefined ? held : AbortSignal.any([signal, held]);
       try {
@@ -669,6 +676,7 @@ export class Drainer {
     this.#entries += entries;
     this.#gaps += gaps.length;
     this.#lastDrainAt = now;
+    this.#lastError = undefined;
     this.#rate.push({ at: now, entries });
     for (const gap of gaps) this.#watch(gap, now);
     this.options.onCommit?.(commit);

@@ -1,0 +1,275 @@
+// What every `memipc` command that talks to memcached shares: flag parsing (flag, then environment, then
+// default), the `--memcached` and `--namespace` flags, the stream flags, and small value parsers.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { Client, parseServers } from "../client/index.js";
+import { ConfigError } from "../errors.js";
+import {
+  DEFAULT_NAMESPACE,
+  DEFAULT_SEED_NAMES,
+  DEFAULT_STREAM,
+  Layout,
+  streamAddress,
+  type StreamAddress,
+} from "../log/layout.js";
+import { parseSize } from "../server/index.js";
+
+export const DEFAULT_MEMCACHED = "127.0.0.1:11211";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Flags every command takes. */
+const COMMON_OPTIONS = {
+  memcached: { type: "string" },
+  namespace: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies Options;
+
+/** Flags of the commands that name a log stream. */
+export const STREAM_OPTIONS = {
+  stream: { type: "string", short: "s" },
+  layout: { type: "string" },
+  "seed-counter": { type: "string" },
+  "seed-process": { type: "string" },
+  "seed-prefix": { type: "string" },
+} as const satisfies Options;
+
+/** One row of a command's option table: the flag, what it does, and its default (env variable first). */
+export type HelpRow = [flag: string, what: string, fallback?: string];
+
+export const COMMON_ROWS: HelpRow[] = [
+  ["--memcached LIST", "servers, host:port[,host:port…]", `MEMIPC_MEMCACHED, else ${DEFAULT_MEMCACHED}`],
+  ["--namespace NS", "key prefix", `MEMIPC_NAMESPACE, else ${DEFAULT_NAMESPACE}`],
+];
+
+export const STREAM_ROWS: HelpRow[] = [
+  ["-s, --stream S", "the log stream (letters, digits, _ . -)", DEFAULT_STREAM],
+  ["--layout L", "default, or seed: the original idiom's keys", Layout.default],
+  ["--seed-counter NAME", "seed layout: the counter key", DEFAULT_SEED_NAMES.counter],
+  ["--seed-process NAME", "seed layout: the key old readers keep", DEFAULT_SEED_NAMES.process],
+  ["--seed-prefix PREFIX", "seed layout: entries are PREFIX<n>", DEFAULT_SEED_NAMES.entryPrefix],
+];
+
+/** The "Options" part of a help text: flags, then what they do, then defaults, in aligned columns. */
+export function optionTable(rows: readonly HelpRow[]): string {
+  const all: HelpRow[] = [...rows, ["-h, --help", "this text"]];
+  const flagWidth = Math.max(...all.map(([flag]) => flag.length)) + 2;
+  const whatWidth = Math.max(...all.map(([, what]) => what.length)) + 2;
+  const lines = all.map(([flag, what, fallback]) =>
+    `  ${flag.padEnd(flagWidth)}${fallback === undefined ? what : what.padEnd(whatWidth) + fallback}`.trimEnd(),
+  );
+  return `Options (a flag beats its environment variable, which beats the default):\n${lines.join("\n")}\n`;
+}
+
+/** Where to find memcached and which namespace to use. */
+export interface Connection {
+  servers: string;
+  namespace: string;
+}
+
+type Parsed<O extends Options> = ReturnType<
+  typeof parseArgs<{
+    args: string[];
+    options: typeof COMMON_OPTIONS & O;
+    strict: true;
+    allowPositionals: true;
+  }>
+>;
+
+/**
+ * Parses `args` strictly with the common flags plus `options`. Unknown flags, missing values and (unless
+ * `positionals` is true) stray arguments are a ConfigError that points at the command's help.
+ */
+export function parseFlags<O extends Options>(
+  command: string,
+  args: string[],
+  options: O,
+  positionals = false,
+): Parsed<O> {
+  let parsed: Parsed<O>;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { ...COMMON_OPTIONS, ...options },
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}: see "memipc ${command} --help"`, { cause: error });
+  }
+  if (!positionals && parsed.positionals.length > 0) {
+    throw new ConfigError(`unexpected argument "${parsed.positionals[0]}": see "memipc ${command} --help"`);
+  }
+  return parsed;
+}
+
+/** The flag's value, else the environment variable's, else undefined; with the name to quote if it is wrong. */
+export function pick(
+  flag: string,
+  value: string | undefined,
+  env: NodeJS.ProcessEnv,
+  name?: string,
+): [string, string] | undefined {
+  if (value !== undefined) return [value, flag];
+  const fromEnv = name === undefined ? undefined : env[name];
+  return fromEnv === undefined || fromEnv === "" ? undefined : [fromEnv, name!];
+}
+
+/** `--memcached` and `--namespace`, checked: a bad address or name fails here, before anything connects. */
+export function connectionFrom(
+  values: { memcached?: string | undefined; namespace?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): Connection {
+  const [servers, serversFrom] = pick("--memcached", values.memcached, env, "MEMIPC_MEMCACHED") ?? [
+    DEFAULT_MEMCACHED,
+    "the default",
+  ];
+  try {
+    parseServers(servers);
+  } catch (error) {
+    throw new ConfigError(`${serversFrom}: ${(error as Error).message}`, { cause: error });
+  }
+  const [namespace, namespaceFrom] = pick("--namespace", values.namespace, env, "MEMIPC_NAMESPACE") ?? [
+    DEFAULT_NAMESPACE,
+    "the default",
+  ];
+  try {
+    streamAddress({ namespace });
+  } catch (error) {
+    throw new ConfigError(`${namespaceFrom}: ${(error as Error).message}`, { cause: error });
+  }
+  return { servers, namespace };
+}
+
+/** The stream's address from the stream flags (see STREAM_OPTIONS). */
+export function addressFrom(
+  values: {
+    stream?: string | undefined;
+    layout?: string | undefined;
+    "seed-counter"?: string | undefined;
+    "seed-process"?: string | undefined;
+    "seed-prefix"?: string | undefined;
+  },
+  connection: Connection,
+): StreamAddress {
+  const layout = values.layout ?? Layout.default;
+  if (layout !== Layout.default && layout !== Layout.seed) {
+    throw new ConfigError(`--layout "${layout}" is not known: use "default" or "seed"`);
+  }
+  const seedFlags = (["seed-counter", "seed-process", "seed-prefix"] as const).filter(
+    (flag) => values[flag] !== undefined,
+  );
+  if (layout !== Layout.seed && seedFlags.length > 0) {
+    throw new ConfigError(`--${seedFlags[0]} only applies with --layout seed`);
+  }
+  for (const flag of seedFlags) {
+    if (!/^[^\s\x00-\x1f\x7f]{1,200}$/.test(values[flag]!)) {
+      throw new ConfigError(`--${flag} "${values[flag]}" must be 1 to 200 characters without spaces`);
+    }
+  }
+  let address: StreamAddress;
+  try {
+    address = streamAddress({
+      layout,
+      namespace: connection.namespace,
+      ...(values.stream === undefined ? {} : { stream: values.stream }),
+      seed: {
+        counter: values["seed-counter"] ?? DEFAULT_SEED_NAMES.counter,
+        process: values["seed-process"] ?? DEFAULT_SEED_NAMES.process,
+        entryPrefix: values["seed-prefix"] ?? DEFAULT_SEED_NAMES.entryPrefix,
+      },
+    });
+  } catch (error) {
+    throw new ConfigError(`--${(error as Error).message}`, { cause: error });
+  }
+  return address;
+}
+
+/** A client for the connection's servers. */
+export function connect(connection: Connection): Client {
+  return new Client({ servers: connection.servers });
+}
+
+/** A whole number from `min` to `max`, or a ConfigError naming the flag. */
+export function wholeNumber(text: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (!/^\d+$/.test(text)) throw new ConfigError(`${flag} "${text}" is not a whole number`);
+  const value = Number(text);
+  if (value < min || value > max) {
+    throw new ConfigError(`${flag} ${text} is out of range: use ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** A size in bytes ("64m", "512k", "1g" or bytes), at least 1. */
+export function size(text: string, flag: string): number {
+  const bytes = parseSize(text, flag);
+  if (bytes < 1) throw new ConfigError(`${flag} "${text}" must be at least 1 byte`);
+  return bytes;
+}
+
+/** Resolves after `ms`, or at once when `signal` is aborted. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * An AbortSignal that fires on the first SIGINT or SIGTERM; a second one exits at once (status 130). The
+ * returned function removes the handlers.
+ */
+export function stopSignal(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    },
+  };
+}
+
+/** One line per entry: `seq time node data`; a string payload as is (line breaks as \n), anything else as JSON. */
+export function formatEntryLine(
+  seq: number | string,
+  time: number | undefined,
+  node: string | undefined,
+  data: unknown,
+): string {
+  const text = typeof data === "string" ? data : JSON.stringify(data === undefined ? null : data);
+  const when = time === undefined || !Number.isFinite(time) ? "-" : new Date(time).toISOString();
+  return `${seq} ${when} ${node === undefined || node === "" ? "-" : node} ${text.replace(/\r/g, "\\r").replace(/\n/g, "\\n")}\n`;
+}
+
+/** Writes to stdout, waiting when the pipe is full; rejects when the reader went away (EPIPE). */
+export function writeOut(text: string): Promise<void> {
+  if (process.stdout.write(text)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      process.stdout.off("drain", onDrain);
+      process.stdout.off("error", onError);
+    };
+    const onDrain = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    process.stdout.once("drain", onDrain);
+    process.stdout.once("error", onError);
+  });
+}

@@ -1,0 +1,100 @@
+// Runs the built `memipc` command as a child process, as a user would, and cleans it up (this PID only).
+import type { TestContext } from "node:test";
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+
+const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+export const EXIT_TIMEOUT_MS = 15_000; // a command that should end has ended by then
+export const WAIT_TIMEOUT_MS = 15_000; // output a test waits for has appeared by then
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A stream name no other test uses. */
+export function randomName(prefix = "t"): string {
+  return `${prefix}${randomBytes(5).toString("hex")}`;
+}
+
+/** A running `memipc` child whose output is collected; SIGKILLed when the test ends if still running. */
+export class Cli {
+  readonly child: ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly exited: Promise<Finished>;
+
+  constructor(t: TestContext, args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: "pipe" } = {}) {
+    // The environment is given in full: MEMIPC_* variables of the caller must not leak into the test.
+    const base = Object.fromEntries(
+      Object.entries(process.env).filter(([name]) => !name.startsWith("MEMIPC_")),
+    );
+    this.child = spawn(process.execPath, [MAIN, ...args], {
+      env: { ...base, ...options.env },
+      stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
+    });
+    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (this.stdout += chunk));
+    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.stderr += chunk));
+    this.child.stdin?.on("error", () => undefined); // the child may exit before reading everything
+    this.exited = new Promise((resolve) => {
+      this.child.once("close", (code, signal) =>
+        resolve({ code, signal, stdout: this.stdout, stderr: this.stderr }),
+      );
+    });
+    t.after(() => this.kill());
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  kill(): void {
+    if (this.running) this.child.kill("SIGKILL");
+  }
+
+  /** Waits for the child to exit by itself (SIGKILLs it and fails after EXIT_TIMEOUT_MS). */
+  async finished(): Promise<Finished> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.kill();
+        reject(
+          new Error(
+            `memipc did not exit within ${EXIT_TIMEOUT_MS} ms; stdout ${this.stdout} stderr ${this.stderr}`,
+          ),
+        );
+      }, EXIT_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits until stdout satisfies `test` (fails after WAIT_TIMEOUT_MS, or if the child exits first). */
+  async waitForOutput(test: (stdout: string) => boolean, what: string): Promise<void> {
+    await waitFor(() => {
+      if (test(this.stdout)) return true;
+      if (!this.running) throw new Error(`memipc exited before ${what}: ${this.stderr}`);
+      return false;
+    }, what);
+  }
+}
+
+/** Runs `memipc args…` to its end. */
+export function run(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Finished> {
+  return new Cli(t, args, { env }).finished();
+}
+
+/** Polls `check` every 25 ms until it returns true; fails with `what` after WAIT_TIMEOUT_MS. */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_TIMEOUT_MS;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT_TIMEOUT_MS} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
