@@ -57,6 +57,8 @@ const RATE_WINDOW = 10_000; // ms over which entries per second are averaged
 const RETRY_AFTER = 1000;
 const READ_AHEAD = 4; // windows read at once while behind
 const HEAD_READ_EVERY = 100; // ms between head reads while far behind
+const FRESH_SEARCH_ABOVE = 10_000; // head sequence above which a fresh output looks for the oldest entry
+const FRESH_MARGIN = 1000; // numbers before the oldest entry found that a fresh output still reads
 const MAX_CHAIN = 10_000; // rolled-over epochs walked back when looking for the first one not yet drained // ms before an active drainer tries again after an error
 
 /** What the drainer needs of a sink; FileSink is one. */
@@ -125,6 +127,13 @@ export async function publishedMetrics(
   }
 }
 
+/** What one step hands to the sink: records in order, the keys to delete after, the gaps among them. */
+interface Batch {
+  records: SinkRecord[];
+  keys: string[];
+  gaps: GapRecord[];
+}
+
 /** How the epoch being drained ends, once the head has left it. */
 interface EpochEnd {
   /** The last number of the epoch. */
@@ -166,6 +175,8 @@ export class Drainer {
   #end: EpochEnd | undefined;
   /** #epoch is fully written and the head has not shown a new epoch yet. */
   #finished = false;
+  /** The output is empty: the first head read decides where it starts. */
+  #fresh = false;
   /** Head reads of #epoch, increasing: when each number was first known to be handed out. */
   #seen: Seen[] = [];
   #watched: Watched[] = [];
@@ -366,6 +377,7 @@ export class Drainer {
     this.#sink = await this.options.openSink();
     const cursor = this.#sink.cursor();
     const next = cursor === undefined ? 1 : cursor.seq + 1;
+    this.#fresh = cursor === undefined;
     if (cursor === undefined || cursor.epoch !== this.#epoch) {
       this.#epoch = cursor?.epoch;
       this.#end = undefined;
@@ -441,20 +453,22 @@ export class Drainer {
       windows.push({ from, to, found: this.#fetch(epoch, from, to) });
       from = to + 1;
     }
-    let wrote = false;
+    // One commit for the whole step: fewer sink writes and fsyncs, and a gap can run across windows.
+    const batch: Batch = { records: [], keys: [], gaps: [] };
     try {
       for (const window of windows) {
-        if (!this.#window(epoch, window.from, window.to, await window.found, now)) break;
-        wrote = true;
+        const found = await window.found;
+        this.#window(batch, epoch, window.from, window.to, found, now);
         if (this.#next <= window.to) break; // stopped at a hole still within its timeout
-        if (this.#failure !== undefined) break;
       }
     } finally {
       // Reads not used (a hole, a failure) must not be left rejected without a handler.
       for (const window of windows) window.found.catch(() => undefined);
     }
+    if (batch.records.length === 0) return false;
+    this.#commit(batch.records, batch.keys, batch.gaps);
     if (this.#inFlight.length >= this.options.maxInFlight) await Promise.race(this.#inFlight);
-    return wrote;
+    return true;
   }
 
   #knownHead(): number {
@@ -487,7 +501,13 @@ export class Drainer {
     if (this.#finished || this.#epoch === undefined) {
       if (head === undefined) return;
       if (this.#epoch === head.epoch) return;
-      this.#enterEpoch(await this.#chainStart(head.epoch));
+      if (this.#epoch === undefined) {
+        // A fresh output starts in the head's epoch; older epochs are history it was not asked to hold.
+        this.#enterEpoch(head.epoch);
+        this.#next = await this.#freshStart(head.epoch, head.seq);
+      } else {
+        this.#enterEpoch(await this.#chainStart(head.epoch));
+      }
     }
     if (head !== undefined && head.epoch === this.#epoch) {
       this.#sawHead(head.seq, now);
@@ -496,7 +516,10 @@ export class Drainer {
     if (this.#end !== undefined) return;
     // The head left this epoch: rolled over, or reset (restarted, evicted, flushed).
     const epoch = this.#epoch!;
-    const marker = await this.#client.get(rolledKey(this.address, epoch));
+    // The next epoch in line means a rollover (a reset's random epoch is that one only by a 1 in 2^31
+    // draw); so does a marker, which also covers a head that rolled more than once since the last read.
+    const marker =
+      head?.epoch === nextEpoch(epoch) ? true : await this.#client.get(rolledKey(this.address, epoch));
     if (marker !== undefined) {
       this.#end = { last: this.options.limit, rolled: true, probedAt: 0, lost: false };
       this.#sawHead(this.options.limit, now);
@@ -507,10 +530,12 @@ export class Drainer {
 
   async #readSeedHead(now: number): Promise<void> {
     const { counter: counterKey, process: processKey } = this.address.seed;
+    // We keep Process written; its absence means memcached lost everything (restarted or flushed). Only a
+    // read sent after a write of it was acknowledged can tell.
+    const processStored = this.#processStored;
     const found = await this.#client.getMulti([counterKey, processKey]);
     const text = found.get(counterKey)?.value.toString("latin1").trim();
-    // We keep Process written; its absence means memcached lost everything (restarted or flushed).
-    const lost = this.#processStored && !found.has(processKey);
+    const lost = processStored && !found.has(processKey);
     const counter = text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
     this.#head = counter === undefined ? undefined : { epoch: this.#epoch!, seq: counter };
     if (this.#finished) {
@@ -520,6 +545,10 @@ export class Drainer {
       this.#head = { epoch: this.#epoch!, seq: counter };
     }
     if (this.#end !== undefined) return;
+    if (this.#fresh && counter !== undefined) {
+      this.#fresh = false;
+      this.#next = await this.#freshStart(this.#epoch!, counter);
+    }
     const known = this.#knownHead();
     if (counter !== undefined && counter >= known && !lost) {
       this.#sawHead(counter, now);
@@ -532,6 +561,28 @@ export class Drainer {
     this.#end = { last: known, rolled: false, probedAt: 0, lost };
     this.#processSent = -1;
     this.#processStored = false;
+  }
+
+  /**
+   * Where a fresh output (no cursor) starts. A young stream: at 1. A stream with a long history: at the
+   * oldest entry still in memcached, found by bisection (a previous drainer deleted the ones before, in
+   * order), less a margin for numbers whose entries are still on their way; those missing there become an
+   * ordinary gap after the hole timeout.
+   */
+  async #freshStart(epoch: number, head: number): Promise<number> {
+    this.#fresh = false;
+    if (head <= FRESH_SEARCH_ABOVE) return 1;
+    const present = async (seq: number) =>
+      (await this.#client.get(entryKey(this.address, epoch, seq))) !== undefined;
+    let low = 1;
+    let high = head + 1;
+    if (await present(low)) return 1;
+    while (low < high) {
+      const middle = Math.floor((low + high) / 2);
+      if (await present(middle)) high = middle;
+      else low = middle + 1;
+    }
+    return Math.max(1, low - FRESH_MARGIN);
   }
 
   /**
@@ -576,10 +627,15 @@ export class Drainer {
   }
 
   /** Reads `from`..`to` and hands what can be written, in order, to the sink. True if it wrote. */
-  #window(epoch: number, from: number, to: number, found: Map<number, EntryRecord>, now: number): boolean {
-    const records: SinkRecord[] = [];
-    const keys: string[] = [];
-    const gaps: GapRecord[] = [];
+  #window(
+    batch: Batch,
+    epoch: number,
+    from: number,
+    to: number,
+    found: Map<number, EntryRecord>,
+    now: number,
+  ): void {
+    const { records, keys, gaps } = batch;
     const reason = this.#end !== undefined && !this.#end.rolled ? "reset" : "hole-timeout";
     const lost = this.#end?.lost === true;
     let seq = from;
@@ -602,10 +658,7 @@ export class Drainer {
         gaps.push(gap);
       }
     }
-    if (records.length === 0) return false;
     this.#next = seq;
-    this.#commit(records, keys, gaps);
-    return true;
   }
 
   /** The entries present among `from`..`to` of `epoch`, by number. */

@@ -117,14 +117,11 @@ export class LogProducer {
       while (next < batch.length) {
         // Never ask for more than an epoch holds: a block past the limit would only be thrown away.
         const wanted = Math.min(batch.length - next, this.options.limit);
-        const { epoch, first, count } = await this.#reserve(wanted);
         const stores: Promise<void>[] = [];
-        for (let i = 0; i < count; i++) {
-          const waiting = batch[next + i]!;
-          const seq = first + i;
-          stores.push(this.#store(waiting, epoch, seq));
+        for (const { epoch, first, count } of await this.#reserve(wanted)) {
+          for (let i = 0; i < count; i++) stores.push(this.#store(batch[next + i]!, epoch, first + i));
+          next += count;
         }
-        next += count;
         await Promise.all(stores);
       }
     } catch (error) {
@@ -149,8 +146,12 @@ export class LogProducer {
     }
   }
 
-  /** Reserves up to `wanted` numbers; fewer when the epoch's limit cuts the block short. */
-  async #reserve(wanted: number): Promise<{ epoch: number; first: number; count: number }> {
+  /**
+   * Reserves up to `wanted` numbers, as one or two runs: fewer when the epoch's limit cuts the block short;
+   * two when the counter carried past 999,999,999 into the next epoch's digits (the default limit), whose
+   * numbers from 1 are the next epoch's, exactly as if it had been rolled. Seq 0 is never used.
+   */
+  async #reserve(wanted: number): Promise<Array<{ epoch: number; first: number; count: number }>> {
     const head = headKey(this.address);
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
       const value = await this.#client.incr(head, wanted);
@@ -163,15 +164,20 @@ export class LogProducer {
       }
       if (this.address.layout === Layout.seed) {
         const last = Number(value);
-        return { epoch: 0, first: last - wanted + 1, count: wanted };
+        return [{ epoch: 0, first: last - wanted + 1, count: wanted }];
       }
-      const { epoch, seq: last } = splitHead(value);
-      const first = last - wanted + 1;
       const limit = this.options.limit;
-      if (last < limit) return { epoch, first, count: wanted };
-      await this.#markRolled(epoch);
-      if (last === limit) return { epoch, first, count: wanted };
-      if (first <= limit) return { epoch, first, count: limit - first + 1 };
+      const { epoch, seq: first } = splitHead(value - BigInt(wanted) + 1n);
+      const { epoch: lastEpoch, seq: last } = splitHead(value);
+      const runs: Array<{ epoch: number; first: number; count: number }> = [];
+      const from = Math.max(first, 1);
+      const to = lastEpoch === epoch ? Math.min(last, limit) : limit;
+      if (from <= to) runs.push({ epoch, first: from, count: to - from + 1 });
+      if (lastEpoch !== epoch || last >= limit) await this.#markRolled(epoch);
+      if (lastEpoch !== epoch && last >= 1)
+        runs.push({ epoch: lastEpoch, first: 1, count: Math.min(last, limit) });
+      if (runs.length > 0) return runs;
+      if (lastEpoch === epoch && last < limit) continue; // only seq 0, after a carry: take the next number
       await this.#roll(head, epoch);
     }
     throw new LogError(

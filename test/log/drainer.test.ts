@@ -215,6 +215,50 @@ for (const target of TARGETS) {
       assert.ok(new Set(lines.map((line) => line.epoch)).size >= 10);
     });
 
+    it("drainer: a fresh output on a long stream starts near its oldest entry and follows the counter's carry past 999,999,999", async (t) => {
+      if (!server) return void requireMemcached(t);
+      const stream = name();
+      const address = streamAddress({ stream });
+      const epoch = 1 + Math.floor(Math.random() * 1_000_000);
+      await client.set(headKey(address), headValue(epoch, 999_999_990).toString());
+      const producer = new LogProducer(client, { stream });
+      const before = await Promise.all(Array.from({ length: 5 }, (_, i) => producer.append(`a${i}`)));
+      assert.deepEqual(
+        before.map((a) => a.seq),
+        [999_999_991, 999_999_992, 999_999_993, 999_999_994, 999_999_995],
+      );
+      const { drainer, dir, stop } = await start(stream, { holeTimeout: 200 });
+      await until(() => drainer.caughtUp(), 5000, "the first catch-up");
+      // One block that crosses the carry: the next epoch's numbers from 1, seq 0 skipped.
+      const crossing = await Promise.all(Array.from({ length: 10 }, (_, i) => producer.append(`b${i}`)));
+      assert.deepEqual(
+        crossing.map((a) => [a.epoch - epoch, a.seq]),
+        [
+          [0, 999_999_996],
+          [0, 999_999_997],
+          [0, 999_999_998],
+          [0, 999_999_999],
+          [1, 1],
+          [1, 2],
+          [1, 3],
+          [1, 4],
+          [1, 5],
+          [1, 6],
+        ],
+      );
+      await until(() => drainer.caughtUp(), 5000, "the catch-up after the carry");
+      await stop();
+      const lines = await readLines(dir);
+      // The margin before the oldest entry found: one gap, for numbers a previous drainer had taken.
+      assert.deepEqual(lines[0]!.gap, { from: 999_998_991, to: 999_999_990, reason: "hole-timeout" });
+      assert.deepEqual(
+        lines.slice(1).map((line) => line.data),
+        [...before, ...crossing].map((_, i) => (i < 5 ? `a${i}` : `b${i - 5}`)),
+      );
+      assert.ok(lines.slice(1).every((line) => line.gap === undefined));
+      assert.equal(lines[lines.length - 1]!.epoch, epoch + 1);
+    });
+
     it("drainer: restarted on the same folder, it goes on after the last record without repeating one", async (t) => {
       if (!server) return void requireMemcached(t);
       const stream = name();
