@@ -27,7 +27,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
 import { LogError, SinkError } from "../errors.js";
 import { Lease, type LeaseOptions } from "../lease/index.js";
-import type { Commit, Cursor, EntryRecord, GapRecord, SinkRecord } from "../sinks/index.js";
+import type { Commit, Cursor, EntryRecord, GapRecord, RecentRecords, SinkRecord } from "../sinks/index.js";
 import {
   Layout,
   MAX_EPOCH,
@@ -55,6 +55,7 @@ const PUBLISH_EVERY = 1000; // ms between metrics published to memcached
 const PUBLISH_TTL = 60; // s the published metrics outlive their drainer
 const RATE_WINDOW = 10_000; // ms over which entries per second are averaged
 const RETRY_AFTER = 1000;
+const LEFTOVER_DELETES = 10_000; // keys per deleteMulti when clearing what a killed drainer left
 const READ_AHEAD = 4; // windows read at once while behind
 const HEAD_READ_EVERY = 100; // ms between head reads while far behind
 const FRESH_SEARCH_ABOVE = 10_000; // head sequence above which a fresh output looks for the oldest entry
@@ -66,8 +67,8 @@ export interface LogSink {
   cursor(): Cursor | undefined;
   write(records: readonly SinkRecord[]): Promise<Commit>;
   close(): Promise<void>;
-  /** Gaps written since `sinceMs` and the late entries written after them (see FileSink.recentGaps). */
-  recentGaps?(sinceMs: number): Promise<{ gaps: GapRecord[]; late: Cursor[] }>;
+  /** What was written last: recent gaps, late entries and entry positions (see FileSink.recent). */
+  recent?(sinceMs: number): Promise<RecentRecords>;
 }
 
 export interface DrainerOptions extends Partial<StreamAddress> {
@@ -397,10 +398,38 @@ export class Drainer {
     this.#watched = [];
     this.#written = new Set();
     const now = this.options.clock();
-    const recent = await this.#sink.recentGaps?.(now - this.options.lateWindow);
+    const recent = await this.#sink.recent?.(now - this.options.lateWindow);
     if (recent !== undefined) {
       for (const gap of recent.gaps) this.#watch(gap, now);
       for (const late of recent.late) this.#written.add(`${late.epoch}:${late.seq}`);
+    }
+    await this.#deleteLeftovers(cursor, recent);
+  }
+
+  /**
+   * A drainer killed between a durable commit and its deletes leaves those entries in memcached, behind the
+   * cursor, where nothing would read them again: delete them now. The sink says which entries it wrote
+   * last; a sink that cannot (raw lines) gets the numbers just behind the cursor deleted, except those
+   * inside recent gaps, whose entries would be late ones still to write.
+   */
+  async #deleteLeftovers(cursor: Cursor | undefined, recent: RecentRecords | undefined): Promise<void> {
+    if (cursor === undefined) return;
+    // In the seed layout keys carry no epoch: only the cursor's epoch may be touched.
+    const mine = (at: Cursor) => this.address.layout === Layout.default || at.epoch === cursor.epoch;
+    let keys: string[];
+    if (recent?.entries !== undefined) {
+      keys = recent.entries.filter(mine).map((at) => entryKey(this.address, at.epoch, at.seq));
+    } else {
+      const span = (this.options.maxInFlight + 1) * READ_AHEAD * this.options.batch;
+      const inGap = (seq: number) =>
+        recent?.gaps.some((gap) => gap.epoch === cursor.epoch && gap.from <= seq && seq <= gap.to) === true;
+      keys = [];
+      for (let seq = Math.max(1, cursor.seq - span + 1); seq <= cursor.seq; seq++) {
+        if (!inGap(seq)) keys.push(entryKey(this.address, cursor.epoch, seq));
+      }
+    }
+    for (let start = 0; start < keys.length; start += LEFTOVER_DELETES) {
+      await this.#client.deleteMulti(keys.slice(start, start + LEFTOVER_DELETES));
     }
   }
 
@@ -502,9 +531,11 @@ export class Drainer {
       if (head === undefined) return;
       if (this.#epoch === head.epoch) return;
       if (this.#epoch === undefined) {
-        // A fresh output starts in the head's epoch; older epochs are history it was not asked to hold.
-        this.#enterEpoch(head.epoch);
-        this.#next = await this.#freshStart(head.epoch, head.seq);
+        // A fresh output starts in the head's epoch, or the oldest epoch of its rollover chain still waiting
+        // to be drained; epochs before a reset are history it was not asked to hold.
+        const start = await this.#chainStart(head.epoch);
+        this.#enterEpoch(start);
+        this.#next = await this.#freshStart(start, start === head.epoch ? head.seq : this.options.limit);
       } else {
         this.#enterEpoch(await this.#chainStart(head.epoch));
       }

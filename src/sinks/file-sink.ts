@@ -93,6 +93,14 @@ export interface Commit {
   durable: boolean;
 }
 
+/** What `recent()` reads back from the end of the output. */
+export interface RecentRecords {
+  gaps: GapRecord[];
+  late: Cursor[];
+  /** The last entries written, oldest first; undefined for raw lines. */
+  entries: Cursor[] | undefined;
+}
+
 /** Counters since `open` (committed records only). */
 export interface FileSinkMetrics {
   bytes: number;
@@ -109,7 +117,8 @@ export interface FileSinkMetrics {
 export const DEFAULT_STREAM = "log";
 export const DEFAULT_MAX_BYTES = 256 * 1024 * 1024; // bytes
 export const DEFAULT_FSYNC: FsyncPolicy = "batch";
-const RECENT_BYTES = 8 * 1024 * 1024; // bytes read back for recentGaps
+const RECENT_BYTES = 8 * 1024 * 1024; // bytes read back by recent()
+const RECENT_ENTRIES = 50_000; // positions of the last entries recent() returns
 const RECOVERY_WINDOW = 64 * 1024; // bytes read at a time from the end of a file while recovering
 const MAX_FILES_PER_DAY = 100_000; // bounds the search for a free file name
 
@@ -424,15 +433,17 @@ export class FileSink {
   }
 
   /**
-   * The gaps written at or after `sinceMs` (by the time the sink wrote them) and the late entries written
-   * after them, read back from the end of the newest files (at most RECENT_BYTES): lets a restarted drainer
-   * go on watching its gaps for late entries without writing one twice. JSON Lines only (raw lines do not
-   * tell late entries apart): raw sinks return nothing.
+   * Reads back the end of the newest files (at most RECENT_BYTES), for a drainer starting again:
+   * - `gaps` written at or after `sinceMs` (by the sink's clock), to go on watching them for late entries;
+   * - `late`: the late entries written, so none is written twice;
+   * - `entries`: the positions of the last entries written (JSON Lines only; raw lines carry none), whose
+   *   keys a drainer killed between a commit and its deletes left in memcached.
+   * Raw lines give their gaps only: late entries look like any other line there.
    */
-  async recentGaps(sinceMs: number): Promise<{ gaps: GapRecord[]; late: Cursor[] }> {
+  async recent(sinceMs: number): Promise<RecentRecords> {
     const gaps: GapRecord[] = [];
     const late: Cursor[] = [];
-    if (this.format !== "jsonl") return { gaps, late };
+    const entries: Cursor[] = [];
     const files = await this.#io("list", this.dir, () => listFiles(this.dir, this.stream, this.#ext));
     let budget = RECENT_BYTES;
     const texts: string[] = [];
@@ -445,6 +456,11 @@ export class FileSink {
     for (const text of texts) {
       for (const line of text.split("\n")) {
         if (line === "") continue;
+        if (this.format === "raw") {
+          const gap = parseRawGap(line);
+          if (gap !== undefined && gap.ms >= sinceMs) gaps.push(gap.record);
+          continue;
+        }
         let value: {
           epoch?: unknown;
           seq?: unknown;
@@ -459,26 +475,21 @@ export class FileSink {
         }
         if (!isCount(value.epoch)) continue;
         const gap = value.gap;
-        if (
-          gap !== undefined &&
-          isCount(gap.from) &&
-          isCount(gap.to) &&
-          isCount(value.ms) &&
-          value.ms >= sinceMs
-        ) {
-          gaps.push({
-            kind: "gap",
-            epoch: value.epoch,
-            from: gap.from,
-            to: gap.to,
-            reason: gap.reason as GapReason,
-          });
-        } else if (value.late === true && isCount(value.seq)) {
-          late.push({ epoch: value.epoch, seq: value.seq });
+        if (gap !== undefined) {
+          if (isCount(gap.from) && isCount(gap.to) && isCount(value.ms) && value.ms >= sinceMs) {
+            const reason = gap.reason as GapReason;
+            gaps.push({ kind: "gap", epoch: value.epoch, from: gap.from, to: gap.to, reason });
+          }
+        } else if (isCount(value.seq)) {
+          (value.late === true ? late : entries).push({ epoch: value.epoch, seq: value.seq });
         }
       }
     }
-    return { gaps, late };
+    return {
+      gaps,
+      late,
+      entries: this.format === "jsonl" ? entries.slice(-RECENT_ENTRIES) : undefined,
+    };
   }
 
   /** Writes what is pending durably and closes the files. */
@@ -930,6 +941,16 @@ async function truncateDurably(path: string, size: number): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** A raw gap line (see formatRawLine) with the time it was written, or undefined. */
+function parseRawGap(line: string): { record: GapRecord; ms: number } | undefined {
+  const match = /^#memipc gap epoch=(\d+) from=(\d+) to=(\d+) reason=([a-z-]+) time=(\S+)$/.exec(line);
+  if (match === null) return undefined;
+  const ms = Date.parse(match[5]!);
+  if (!Number.isFinite(ms)) return undefined;
+  const [epoch, from, to] = [match[1], match[2], match[3]].map(Number) as [number, number, number];
+  return { record: { kind: "gap", epoch, from, to, reason: match[4] as GapReason }, ms };
 }
 
 /** The last `max` bytes of a file as text (the first line may be cut). */

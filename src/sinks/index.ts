@@ -12,6 +12,7 @@ export {
   SinkFormat,
   type FileSinkOptions,
   type FileSinkMetrics,
+  type RecentRecords,
   type FsyncPolicy,
   type Commit,
   type Cursor,
