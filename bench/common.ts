@@ -21,6 +21,8 @@ export interface Target {
   /** Column heading. */
   readonly label: string;
   command(port: number): { file: string; args: string[] };
+  /** True once it serves on the port (default: it answers memcached's `version`). */
+  answers?(port: number): Promise<boolean>;
 }
 
 export interface RunningServer {
@@ -147,12 +149,10 @@ async function startOn(target: Target, port: number): Promise<RunningServer> {
       const how = spawnError?.message ?? `exit ${child.exitCode ?? child.signalCode}`;
       throw new Error(`${target.label} stopped at start-up (${how}): ${stderr.trim() || "no output"}`);
     }
-    if (await answersVersion(port)) break;
+    if (await (target.answers ?? answersVersion)(port)) break;
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(
-        `${target.label} on port ${port} did not answer \`version\` within ${START_TIMEOUT_MS} ms`,
-      );
+      throw new Error(`${target.label} on port ${port} did not answer within ${START_TIMEOUT_MS} ms`);
     }
     await sleep(50);
   }
@@ -173,6 +173,11 @@ async function freePort(): Promise<number> {
 
 /** True when something on the port answers memcached's `version` command. */
 function answersVersion(port: number): Promise<boolean> {
+  return answersLine(port, "version\r\n", "VERSION ");
+}
+
+/** True when something on the port answers `request` with a line starting with `prefix`. */
+export function answersLine(port: number, request: string, prefix: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: HOST, port });
     let reply = "";
@@ -181,11 +186,11 @@ function answersVersion(port: number): Promise<boolean> {
       resolve(ok);
     };
     socket.setTimeout(1000, () => done(false));
-    socket.once("connect", () => socket.write("version\r\n"));
+    socket.once("connect", () => socket.write(request));
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
       reply += chunk;
-      if (reply.includes("\r\n")) done(reply.startsWith("VERSION "));
+      if (reply.includes("\r\n")) done(reply.startsWith(prefix));
     });
     socket.once("error", () => done(false));
     socket.once("close", () => done(false));

@@ -1,6 +1,7 @@
 // Benchmark entry point: `npm run bench -- NAME [options]` runs one named scenario; no name lists them.
 // Scenarios are listed rather than all run, because each one takes a minute or more.
 import { clientScenario } from "./client.js";
+import { logScenario } from "./log.js";
 import { serverScenario } from "./server.js";
 
 export interface Scenario {
@@ -14,7 +15,7 @@ export interface Scenario {
   run(args: readonly string[]): Promise<void>;
 }
 
-const SCENARIOS: readonly Scenario[] = [serverScenario, clientScenario];
+const SCENARIOS: readonly Scenario[] = [serverScenario, clientScenario, logScenario];
 
 function listing(): string {
   const width = Math.max(...SCENARIOS.map((scenario) => scenario.name.length));
