@@ -44,11 +44,11 @@ import {
 } from "./layout.js";
 
 export const DEFAULT_HOLE_TIMEOUT = 5000; // ms a missing number may hold up the entries after it
-export const DEFAULT_BATCH = 1000; // numbers read per window (one multi-get per server per 100 keys)
+export const DEFAULT_BATCH = 500; // numbers read per window (one multi-get per server per 100 keys)
 export const DEFAULT_POLL_EVERY = 50; // ms between head reads while there is nothing to drain
 export const DEFAULT_LATE_WINDOW = 10 * 60 * 1000; // ms a gap is watched for entries that arrive late
 export const DEFAULT_LEASE_TTL = 10; // s
-export const DEFAULT_MAX_IN_FLIGHT = 4; // windows handed to the sink and not yet durable
+export const DEFAULT_MAX_IN_FLIGHT = 2; // steps handed to the sink and not yet durable
 const LATE_CHECK_EVERY = 1000; // ms between looks for late entries
 const MAX_WATCHED = 10_000; // numbers of one gap watched for late entries (a reset's gap can be huge)
 const PUBLISH_EVERY = 1000; // ms between metrics published to memcached
@@ -133,6 +133,14 @@ interface Batch {
   records: SinkRecord[];
   keys: string[];
   gaps: GapRecord[];
+}
+
+/** A window read from memcached: its keys and the entries found, by position from `from`. */
+interface Fetched {
+  from: number;
+  keys: string[];
+  entries: Array<EntryRecord | undefined>;
+  found: number;
 }
 
 /** How the epoch being drained ends, once the head has left it. */
@@ -465,8 +473,10 @@ export class Drainer {
         // A reset: entries written after our last head read may sit past `last`.
         end.probedAt = this.#next;
         const found = await this.#fetch(this.#epoch, this.#next, this.#next + this.options.batch - 1);
-        if (found.size > 0) {
-          end.last = Math.max(...found.keys());
+        if (found.found > 0) {
+          let last = found.entries.length - 1;
+          while (found.entries[last] === undefined) last--;
+          end.last = found.from + last;
           this.#sawHead(end.last, now);
           return true;
         }
@@ -476,7 +486,7 @@ export class Drainer {
     }
     // Several windows are read at once (one round trip's wait for all), then written in order.
     const epoch = this.#epoch;
-    const windows: Array<{ from: number; to: number; found: Promise<Map<number, EntryRecord>> }> = [];
+    const windows: Array<{ from: number; to: number; found: Promise<Fetched> }> = [];
     for (let from = this.#next; from <= last && windows.length < READ_AHEAD;) {
       const to = Math.min(last, from + this.options.batch - 1);
       windows.push({ from, to, found: this.#fetch(epoch, from, to) });
@@ -658,23 +668,16 @@ export class Drainer {
   }
 
   /** Reads `from`..`to` and hands what can be written, in order, to the sink. True if it wrote. */
-  #window(
-    batch: Batch,
-    epoch: number,
-    from: number,
-    to: number,
-    found: Map<number, EntryRecord>,
-    now: number,
-  ): void {
+  #window(batch: Batch, epoch: number, from: number, to: number, found: Fetched, now: number): void {
     const { records, keys, gaps } = batch;
     const reason = this.#end !== undefined && !this.#end.rolled ? "reset" : "hole-timeout";
     const lost = this.#end?.lost === true;
     let seq = from;
     for (; seq <= to; seq++) {
-      const entry = found.get(seq);
+      const entry = found.entries[seq - found.from];
       if (entry !== undefined) {
         records.push(entry);
-        keys.push(entryKey(this.address, epoch, seq));
+        keys.push(found.keys[seq - found.from]!);
         continue;
       }
       if (!lost) {
@@ -693,27 +696,28 @@ export class Drainer {
   }
 
   /** The entries present among `from`..`to` of `epoch`, by number. */
-  async #fetch(epoch: number, from: number, to: number): Promise<Map<number, EntryRecord>> {
+  async #fetch(epoch: number, from: number, to: number): Promise<Fetched> {
     const keys: string[] = [];
     for (let seq = from; seq <= to; seq++) keys.push(entryKey(this.address, epoch, seq));
-    const values = await this.#client.getMulti(keys);
-    const found = new Map<number, EntryRecord>();
-    if (values.size === 0) return found;
+    const values = await this.#client.getMany(keys);
+    const entries = new Array<EntryRecord | undefined>(keys.length);
+    let found = 0;
     const now = this.options.clock();
     for (let i = 0; i < keys.length; i++) {
-      const value = values.get(keys[i]!);
+      const value = values[i];
       if (value === undefined) continue;
-      const entry = decodeEntry(value.value);
-      found.set(from + i, {
+      const entry = decodeEntry(value);
+      entries[i] = {
         kind: "entry",
         epoch,
         seq: from + i,
         time: entry.t ?? now,
         node: entry.n ?? "",
         data: entry.d,
-      });
+      };
+      found++;
     }
-    return found;
+    return { from, keys, entries, found };
   }
 
   /**
@@ -793,11 +797,14 @@ export class Drainer {
     this.#watched = this.#watched.filter((gap) => gap.until > now);
     for (const gap of this.#watched) {
       const found = await this.#fetch(gap.epoch, gap.from, gap.to);
-      if (found.size === 0) continue;
+      if (found.found === 0) continue;
       const records: EntryRecord[] = [];
       const keys: string[] = [];
-      for (const [seq, entry] of found) {
-        const key = entryKey(this.address, gap.epoch, seq);
+      for (let i = 0; i < found.entries.length; i++) {
+        const entry = found.entries[i];
+        if (entry === undefined) continue;
+        const seq = found.from + i;
+        const key = found.keys[i]!;
         if (this.#written.has(`${gap.epoch}:${seq}`)) {
           // Written before a restart that came before its delete: only the delete is left to do.
           keys.push(key);

@@ -38,6 +38,13 @@ export interface Appended {
   seq: number;
 }
 
+/** An entry with the number it will be stored under. */
+interface Placed {
+  waiting: Waiting;
+  epoch: number;
+  seq: number;
+}
+
 interface Waiting {
   value: string;
   resolve(result: Appended): void;
@@ -50,6 +57,8 @@ export class LogProducer {
   readonly #client: Client;
   #queue: Waiting[] = [];
   #scheduled = false;
+  /** A reservation is out: new appends wait for the next block. */
+  #reserving = false;
   /** The last epoch this producer marked as rolled over. */
   #marked = 0;
 
@@ -80,7 +89,7 @@ export class LogProducer {
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ value, resolve, reject });
-      if (!this.#scheduled) {
+      if (!this.#scheduled && !this.#reserving) {
         this.#scheduled = true;
         queueMicrotask(() => void this.#flush());
       }
@@ -108,41 +117,65 @@ export class LogProducer {
     return value;
   }
 
+  /**
+   * Group commit: one reservation (`incr`) in flight at a time. Appends made while it is out wait for it and
+   * then go together as the next block, so under load blocks grow by themselves and each costs two round
+   * trips whatever its size; the next block's `incr` leaves in the same write as this block's `add`s.
+   */
   async #flush(): Promise<void> {
     this.#scheduled = false;
     const batch = this.#queue;
     this.#queue = [];
+    this.#reserving = true;
+    const placed: Placed[] = [];
     let next = 0;
     try {
       while (next < batch.length) {
         // Never ask for more than an epoch holds: a block past the limit would only be thrown away.
         const wanted = Math.min(batch.length - next, this.options.limit);
-        const stores: Promise<void>[] = [];
         for (const { epoch, first, count } of await this.#reserve(wanted)) {
-          for (let i = 0; i < count; i++) stores.push(this.#store(batch[next + i]!, epoch, first + i));
+          for (let i = 0; i < count; i++) placed.push({ waiting: batch[next + i]!, epoch, seq: first + i });
           next += count;
         }
-        await Promise.all(stores);
       }
     } catch (error) {
       for (const waiting of batch.slice(next)) waiting.reject(error as Error);
+    } finally {
+      this.#reserving = false;
+      // The stores below are sent first, so they share a write with the next block's incr.
+      const store = this.#store(placed);
+      if (this.#queue.length > 0 && !this.#scheduled) void this.#flush();
+      await store;
     }
   }
 
-  async #store(waiting: Waiting, epoch: number, seq: number): Promise<void> {
-    const key = entryKey(this.address, epoch, seq);
+  /** Stores a block's entries under their numbers: quiet adds, one round trip (Client.addMulti). */
+  async #store(placed: readonly Placed[]): Promise<void> {
+    if (placed.length === 0) return;
+    const items = placed.map(({ waiting, epoch, seq }) => ({
+      key: entryKey(this.address, epoch, seq),
+      value: waiting.value,
+    }));
+    let stored: boolean[];
     try {
-      const stored = await this.#client.add(key, waiting.value, { ttl: this.options.entryTtl });
-      if (!stored) {
-        throw new LogError(
-          `log entry ${key} already exists: two writers were handed the same number ` +
-            "(the counter was reset to a value in use); this entry was not stored",
+      stored = await this.#client.addMulti(items, { ttl: this.options.entryTtl });
+    } catch (error) {
+      // Their numbers stay unused (or some were stored): the drainer writes what it finds, and records
+      // the rest as a gap after its hole timeout.
+      for (const { waiting } of placed) waiting.reject(error as Error);
+      return;
+    }
+    for (let i = 0; i < placed.length; i++) {
+      const { waiting, epoch, seq } = placed[i]!;
+      if (stored[i]) waiting.resolve({ epoch, seq });
+      else {
+        waiting.reject(
+          new LogError(
+            `log entry ${items[i]!.key} already exists: two writers were handed the same number ` +
+              "(the counter was reset to a value in use); this entry was not stored",
+          ),
         );
       }
-      waiting.resolve({ epoch, seq });
-    } catch (error) {
-      // The number stays unused: the drainer records it as a gap after its hole timeout.
-      waiting.reject(error as Error);
     }
   }
 
