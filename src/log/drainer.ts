@@ -54,9 +54,10 @@ const MAX_WATCHED = 10_000; // numbers of one gap watched for late entries (a re
 const PUBLISH_EVERY = 1000; // ms between metrics published to memcached
 const PUBLISH_TTL = 60; // s the published metrics outlive their drainer
 const RATE_WINDOW = 10_000; // ms over which entries per second are averaged
-const RETRY_AFTER = 1000;
+const RETRY_AFTER = 1000; // ms before an active drainer tries again after an error
 const LEFTOVER_DELETES = 10_000; // keys per deleteMulti when clearing what a killed drainer left
 const READ_AHEAD = 4; // windows read at once while behind
+const HOLE_POLL_EVERY = 10; // ms between looks while the next number's entry is on its way
 const HEAD_READ_EVERY = 100; // ms between head reads while far behind
 const FRESH_SEARCH_ABOVE = 10_000; // head sequence above which a fresh output looks for the oldest entry
 const FRESH_MARGIN = 1000; // numbers before the oldest entry found that a fresh output still reads
@@ -211,6 +212,8 @@ export class Drainer {
   #caughtUpAtRead = 0;
   #askedAtRead: number | undefined;
   #lastHeadRead = 0;
+  /** The last step stopped at a missing number still within its hole timeout. */
+  #waitingAtHole = false;
 
   constructor(client: Client, options: Partial<DrainerOptions> & { openSink: () => Promise<LogSink> }) {
     this.#client = client;
@@ -360,7 +363,11 @@ export class Drainer {
           if (this.#failure !== undefined) throw this.#failure;
           await this.#maybeCheckLate();
           await this.#maybePublish();
-          if (!progressed) await pause(this.options.pollEvery, signal);
+          // Stopped at a number just handed out: its entry is most likely on its way, so look again soon.
+          const wait = this.#waitingAtHole
+            ? Math.min(this.options.pollEvery, HOLE_POLL_EVERY)
+            : this.options.pollEvery;
+          if (!progressed) await pause(wait, signal);
         }
       } catch (error) {
         if (!signal?.aborted) {
@@ -454,6 +461,7 @@ export class Drainer {
 
   /** Reads the head and drains one window. True when it wrote something or moved on. */
   async #step(): Promise<boolean> {
+    this.#waitingAtHole = false;
     const now = this.options.clock();
     // Far behind a recent head read, the head can wait: read-ahead windows are what matter.
     const behind = this.#knownHead() - this.#next >= this.options.batch * READ_AHEAD;
@@ -504,6 +512,7 @@ export class Drainer {
       // Reads not used (a hole, a failure) must not be left rejected without a handler.
       for (const window of windows) window.found.catch(() => undefined);
     }
+    this.#waitingAtHole = this.#next <= last;
     if (batch.records.length === 0) return false;
     this.#commit(batch.records, batch.keys, batch.gaps);
     if (this.#inFlight.length >= this.options.maxInFlight) await Promise.race(this.#inFlight);

@@ -112,6 +112,42 @@ function clientSuite(target: Target): void {
       assert.equal((await client.getMulti([k])).get(k)?.value.toString(), "accented");
     });
 
+    test("addMulti stores new keys with one round trip and reports the ones that existed", async () => {
+      await client.set(key("am-old"), "old");
+      const items = [
+        { key: key("am-1"), value: "one" },
+        { key: key("am-old"), value: "new" },
+        { key: key("am-clé"), value: "accent ✓" },
+        { key: key("am-2"), value: "" },
+      ];
+      assert.deepEqual(await client.addMulti(items), [true, false, true, true]);
+      assert.equal((await client.get(key("am-old")))?.value.toString(), "old", "add never overwrites");
+      assert.equal((await client.get(key("am-clé")))?.value.toString(), "accent ✓");
+      assert.equal((await client.get(key("am-2")))?.value.length, 0);
+      assert.deepEqual(await client.addMulti([{ key: key("am-ttl"), value: "x" }], { ttl: -1 }), [true]);
+      assert.equal(await client.get(key("am-ttl")), undefined, "a negative ttl expires at once");
+      assert.deepEqual(await client.addMulti([]), []);
+      await assert.rejects(client.addMulti([{ key: "bad key", value: "x" }]), /key/);
+    });
+
+    test("getMany returns values in the order asked, undefined where missing", async () => {
+      await client.set(key("gm1"), "one");
+      await client.set(key("gm-é"), "two");
+      const keys = [key("gm-none"), key("gm1"), key("gm-é"), key("gm1"), key("gm-none2")];
+      const values = await client.getMany(keys);
+      assert.deepEqual(
+        values.map((v) => v?.toString()),
+        [undefined, "one", "two", "one", undefined],
+      );
+      const many = Array.from({ length: 250 }, (_, i) => key(`gmm${i}`));
+      await Promise.all(many.filter((_, i) => i % 3 === 0).map((k) => client.set(k, k)));
+      const got = await client.getMany(many);
+      assert.deepEqual(
+        got.map((v) => v?.toString()),
+        many.map((k, i) => (i % 3 === 0 ? k : undefined)),
+      );
+    });
+
     test("deleteMulti removes many keys (ASCII or not) in one go; missing keys are no error", async () => {
       const keys = Array.from({ length: 250 }, (_, i) => key(`dm${i}`));
       const accented = key("dm-clé");
