@@ -118,6 +118,24 @@ function doneMessage(done: Done, cpu: NodeJS.CpuUsage): Record<string, unknown> 
   return { type: "done", ...done, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
+/**
+ * A producer's run: reports "ready", waits for "go", then runs `produce` with fresh latencies, saves them to
+ * `latenciesPath` and reports "done" with the CPU time the run took.
+ */
+async function produceOnGo(
+  next: () => Promise<Message>,
+  latenciesPath: string,
+  produce: (latencies: Latencies) => Promise<Done>,
+): Promise<void> {
+  send({ type: "ready" });
+  await expect(next, "go");
+  const latencies = new Latencies();
+  const cpu = process.cpuUsage();
+  const done = await produce(latencies);
+  latencies.save(latenciesPath);
+  send(doneMessage(done, process.cpuUsage(cpu)));
+}
+
 // ---- producers ------------------------------------------------------------------------------------------
 
 async function runMemipc(config: Extract<WorkerConfig, { role: "memipc" }>): Promise<void> {
@@ -125,16 +143,11 @@ async function runMemipc(config: Extract<WorkerConfig, { role: "memipc" }>): Pro
   const client = new Client({ servers: `127.0.0.1:${config.port}` });
   const producer = new LogProducer(client, { stream: config.stream, node: config.node });
   await client.get("bench:warm-up"); // connects
-  send({ type: "ready" });
-  await expect(next, "go");
-  const latencies = new Latencies();
-  const cpu = process.cpuUsage();
-  const done =
+  await produceOnGo(next, config.latencies, (latencies) =>
     config.rate > 0
-      ? await offered(producer, config, latencies)
-      : await saturated((t) => producer.append(config.line).then(() => t), config, latencies);
-  latencies.save(config.latencies);
-  send(doneMessage(done, process.cpuUsage(cpu)));
+      ? offered(producer, config, latencies)
+      : saturated((t) => producer.append(config.line).then(() => t), config, latencies),
+  );
   client.close();
 }
 
@@ -222,10 +235,6 @@ async function runNaive(config: Extract<WorkerConfig, { role: "naive" }>): Promi
   const next = messages();
   const client = new Client({ servers: `127.0.0.1:${config.port}` });
   await client.get("bench:warm-up");
-  send({ type: "ready" });
-  await expect(next, "go");
-  const latencies = new Latencies();
-  const cpu = process.cpuUsage();
   const append = async (t: number): Promise<number> => {
     let seq = await client.incr("Counter", 1);
     if (seq === undefined) {
@@ -238,9 +247,9 @@ async function runNaive(config: Extract<WorkerConfig, { role: "naive" }>): Promi
     if (!stored) throw new Error(`logentry-${seq} already exists`);
     return t;
   };
-  const done = await saturated(append, { inflight: 1, seconds: config.seconds }, latencies);
-  latencies.save(config.latencies);
-  send(doneMessage(done, process.cpuUsage(cpu)));
+  await produceOnGo(next, config.latencies, (latencies) =>
+    saturated(append, { inflight: 1, seconds: config.seconds }, latencies),
+  );
   client.close();
 }
 
@@ -264,21 +273,17 @@ async function runSqlite(config: Extract<WorkerConfig, { role: "sqlite" }>): Pro
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   const insert = db.prepare("INSERT INTO log (line) VALUES (?)");
-  send({ type: "ready" });
-  await expect(next, "go");
-  const latencies = new Latencies();
-  const cpu = process.cpuUsage();
   // better-sqlite3 is synchronous: one insert at a time per process, whatever the callers.
-  const done = await saturated(
-    async (t) => {
-      insert.run(config.line);
-      return t;
-    },
-    { inflight: 1, seconds: config.seconds },
-    latencies,
+  await produceOnGo(next, config.latencies, (latencies) =>
+    saturated(
+      async (t) => {
+        insert.run(config.line);
+        return t;
+      },
+      { inflight: 1, seconds: config.seconds },
+      latencies,
+    ),
   );
-  latencies.save(config.latencies);
-  send(doneMessage(done, process.cpuUsage(cpu)));
   db.close();
 }
 
@@ -297,21 +302,17 @@ async function runRedis(config: Extract<WorkerConfig, { role: "redis" }>): Promi
   client.on("error", (error: Error) => process.stderr.write(`redis client: ${error.message}\n`));
   await client.connect();
   await client.ping();
-  send({ type: "ready" });
-  await expect(next, "go");
-  const latencies = new Latencies();
-  const cpu = process.cpuUsage();
   const fields = { d: config.line };
-  const done = await saturated(
-    async (t) => {
-      await client.xAdd(config.key, "*", fields);
-      return t;
-    },
-    { inflight: config.inflight, seconds: config.seconds },
-    latencies,
+  await produceOnGo(next, config.latencies, (latencies) =>
+    saturated(
+      async (t) => {
+        await client.xAdd(config.key, "*", fields);
+        return t;
+      },
+      { inflight: config.inflight, seconds: config.seconds },
+      latencies,
+    ),
   );
-  latencies.save(config.latencies);
-  send(doneMessage(done, process.cpuUsage(cpu)));
   client.destroy();
 }
 

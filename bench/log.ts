@@ -110,7 +110,8 @@ interface Options {
   json: boolean;
 }
 
-const RUN_IDS = [
+/** The runs with producers appending as fast as they can. */
+const SATURATED_IDS = [
   "memipc_embedded",
   "memipc_memcached",
   "naive_idiom",
@@ -119,6 +120,10 @@ const RUN_IDS = [
   "sqlite",
   "redis_xadd",
   "redis_xadd_everysec",
+] as const;
+
+const RUN_IDS = [
+  ...SATURATED_IDS,
   "offered_embedded",
   "offered_memcached",
   "catchup_embedded",
@@ -499,14 +504,7 @@ async function runMemipc(
     if (server.exited()) throw new Error(`${server.label} exited during the run: ${server.stderr().trim()}`);
     const seconds = (durableAt - produced.startedAt) / 1000;
     return {
-      id,
-      entriesPerSecond: produced.entries / seconds,
-      ackedPerSecond: produced.entries / produced.producerSeconds,
-      entries: produced.entries,
-      errors: produced.errors,
-      p50Us: quantile(produced.latencies, 0.5),
-      p99Us: quantile(produced.latencies, 0.99),
-      seconds,
+      ...producedFields(id, produced, seconds),
       cpu: {
         producers: produced.cpu,
         server: difference(serverCpuAfter, serverCpuBefore),
@@ -567,15 +565,8 @@ async function runCatchUp(context: RunContext, id: RunId, target: Target): Promi
     await drainer.stop();
     const seconds = reached.seconds!;
     return {
-      id,
-      entriesPerSecond: produced.entries / seconds,
-      ackedPerSecond: produced.entries / produced.producerSeconds,
+      ...producedFields(id, produced, seconds),
       fillPerSecond: produced.entries / produced.producerSeconds,
-      entries: produced.entries,
-      errors: produced.errors,
-      p50Us: quantile(produced.latencies, 0.5),
-      p99Us: quantile(produced.latencies, 0.99),
-      seconds,
       cpu: {
         producers: 0,
         server: difference(serverCpuAfter, serverCpuBefore),
@@ -695,12 +686,8 @@ async function runRedis(context: RunContext, id: RunId, appendfsync: "always" | 
 }
 
 /** A baseline with no drainer: an entry is done when its write was acknowledged. */
-function baselineResult(
-  id: RunId,
-  produced: Awaited<ReturnType<typeof produce>>,
-  output: number | undefined,
-): Result {
-  const seconds = (produced.finishedAt - produced.startedAt) / 1000;
+/** What every run reports of its producers: rates over `seconds`, counts, and append latency. */
+function producedFields(id: RunId, produced: Awaited<ReturnType<typeof produce>>, seconds: number) {
   return {
     id,
     entriesPerSecond: produced.entries / seconds,
@@ -710,6 +697,16 @@ function baselineResult(
     p50Us: quantile(produced.latencies, 0.5),
     p99Us: quantile(produced.latencies, 0.99),
     seconds,
+  };
+}
+
+function baselineResult(
+  id: RunId,
+  produced: Awaited<ReturnType<typeof produce>>,
+  output: number | undefined,
+): Result {
+  return {
+    ...producedFields(id, produced, (produced.finishedAt - produced.startedAt) / 1000),
     cpu: { producers: produced.cpu, server: undefined, drainer: undefined },
     output,
     gaps: 0,
@@ -878,6 +875,16 @@ function cpuPercent(seconds: number | undefined, wall: number): string {
   return seconds === undefined ? "-" : String(Math.round((seconds / wall) * 100));
 }
 
+/** The CPU % of the run's `parts` (producers, server, drainer), "a / b / c". */
+function cpuColumn(result: Result, parts: readonly (keyof Result["cpu"])[]): string {
+  return parts.map((part) => cpuPercent(result.cpu[part], result.seconds)).join(" / ");
+}
+
+/** Adds a table (first column left-aligned) and a blank line to `lines`, unless it has no rows. */
+function pushTable(lines: string[], header: string[], body: string[][]): void {
+  if (body.length > 0) lines.push(...alignColumns(header, body, 1), "");
+}
+
 /**
  * "ok" when the output holds every acknowledged entry exactly once. After failed appends (timeouts: an append
  * may have been stored all the same, and its number may end as a gap) the count cannot be checked.
@@ -891,22 +898,25 @@ function outputCheck(result: Result): string {
 
 function renderTables(results: Map<RunId, Result>, options: Options): string {
   const lines: string[] = [""];
+  /** A row for each of `ids` that ran. */
+  const rowsOf = (ids: readonly RunId[], row: (r: Result, id: RunId) => string[]): string[][] =>
+    ids.filter((id) => results.has(id)).map((id) => row(results.get(id)!, id));
   const embedded = results.get("memipc_embedded");
   const viaMemcached = results.get("memipc_memcached");
-  const saturatedIds: RunId[] = [
-    "memipc_embedded",
-    "memipc_memcached",
-    "naive_idiom",
-    "flock_fsync",
-    "flock",
-    "sqlite",
-    "redis_xadd",
-    "redis_xadd_everysec",
-  ];
-  const saturated = saturatedIds.filter((id) => results.has(id));
-  if (saturated.length > 0) {
-    const body = saturated.map((id) => {
-      const r = results.get(id)!;
+  pushTable(
+    lines,
+    [
+      "run",
+      "entries/s end to end",
+      "acked entries/s",
+      "append p50 µs",
+      "append p99 µs",
+      "ratio memipc embedded/this",
+      "ratio memipc memcached/this",
+      "CPU % producers / server / drainer",
+      "output",
+    ],
+    rowsOf(SATURATED_IDS, (r, id) => {
       const versus = (ours: Result | undefined) =>
         ours === undefined || id.startsWith("memipc")
           ? ""
@@ -919,33 +929,25 @@ function renderTables(results: Map<RunId, Result>, options: Options): string {
         formatUs(r.p99Us),
         versus(embedded),
         versus(viaMemcached),
-        [r.cpu.producers, r.cpu.server, r.cpu.drainer].map((s) => cpuPercent(s, r.seconds)).join(" / "),
+        cpuColumn(r, ["producers", "server", "drainer"]),
         outputCheck(r),
       ];
-    });
-    lines.push(
-      ...alignColumns(
-        [
-          "run",
-          "entries/s end to end",
-          "acked entries/s",
-          "append p50 µs",
-          "append p99 µs",
-          "ratio memipc embedded/this",
-          "ratio memipc memcached/this",
-          "CPU % producers / server / drainer",
-          "output",
-        ],
-        body,
-        1,
-      ),
-      "",
-    );
-  }
-  const offered = (["offered_embedded", "offered_memcached"] as const).filter((id) => results.has(id));
-  if (offered.length > 0) {
-    const body = offered.map((id) => {
-      const r = results.get(id)!;
+    }),
+  );
+  pushTable(
+    lines,
+    [
+      "run",
+      "offered entries/s",
+      "acked entries/s",
+      "entries/s end to end",
+      "append p50 µs",
+      "append p99 µs",
+      "goal p99",
+      "CPU % producers / server / drainer",
+      "output",
+    ],
+    rowsOf(["offered_embedded", "offered_memcached"], (r, id) => {
       return [
         id,
         formatRate(r.offered ?? 0),
@@ -954,33 +956,24 @@ function renderTables(results: Map<RunId, Result>, options: Options): string {
         formatUs(r.p50Us),
         formatUs(r.p99Us),
         `≤ ${formatUs(GOAL.offeredP99Us)}: ${r.p99Us <= GOAL.offeredP99Us ? "met" : "not met"}`,
-        [r.cpu.producers, r.cpu.server, r.cpu.drainer].map((s) => cpuPercent(s, r.seconds)).join(" / "),
+        cpuColumn(r, ["producers", "server", "drainer"]),
         outputCheck(r),
       ];
-    });
-    lines.push(
-      ...alignColumns(
-        [
-          "run",
-          "offered entries/s",
-          "acked entries/s",
-          "entries/s end to end",
-          "append p50 µs",
-          "append p99 µs",
-          "goal p99",
-          "CPU % producers / server / drainer",
-          "output",
-        ],
-        body,
-        1,
-      ),
-      "",
-    );
-  }
-  const catchUps = (["catchup_embedded", "catchup_memcached"] as const).filter((id) => results.has(id));
-  if (catchUps.length > 0) {
-    const body = catchUps.map((id) => {
-      const r = results.get(id)!;
+    }),
+  );
+  pushTable(
+    lines,
+    [
+      "run",
+      "backlog",
+      "produced entries/s",
+      "drain s",
+      "drained entries/s",
+      "goal",
+      "CPU % server / drainer",
+      "output",
+    ],
+    rowsOf(["catchup_embedded", "catchup_memcached"], (r, id) => {
       return [
         id,
         formatRate(r.entries),
@@ -988,39 +981,16 @@ function renderTables(results: Map<RunId, Result>, options: Options): string {
         r.seconds.toFixed(2),
         formatRate(r.entriesPerSecond),
         `≥ ${formatRate(GOAL.catchUpPerSecond)}: ${r.entriesPerSecond >= GOAL.catchUpPerSecond ? "met" : "not met"}`,
-        [r.cpu.server, r.cpu.drainer].map((s) => cpuPercent(s, r.seconds)).join(" / "),
+        cpuColumn(r, ["server", "drainer"]),
         outputCheck(r),
       ];
-    });
-    lines.push(
-      ...alignColumns(
-        [
-          "run",
-          "backlog",
-          "produced entries/s",
-          "drain s",
-          "drained entries/s",
-          "goal",
-          "CPU % server / drainer",
-          "output",
-        ],
-        body,
-        1,
-      ),
-      "",
-    );
-  }
-  const goals = goalRows(results);
-  if (goals.length > 0) {
-    lines.push(
-      ...alignColumns(
-        ["goal", "embedded", "memcached"],
-        goals.map((g) => [g.label, g.embedded, g.memcached]),
-        1,
-      ),
-      "",
-    );
-  }
+    }),
+  );
+  pushTable(
+    lines,
+    ["goal", "embedded", "memcached"],
+    goalRows(results).map((g) => [g.label, g.embedded, g.memcached]),
+  );
   lines.push(
     `  ${options.procs} producer processes; memipc and Redis: ${options.inflight} appends in flight each; the naive ` +
       "idiom, flock and SQLite: one at a time each (they wait for each write)",

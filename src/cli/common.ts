@@ -12,6 +12,7 @@ import {
   type StreamAddress,
 } from "../log/layout.js";
 import { parseSize } from "../server/index.js";
+import type { SinkFormat } from "../sinks/index.js";
 
 export const DEFAULT_MEMCACHED = "127.0.0.1:11211";
 
@@ -58,6 +59,11 @@ export function optionTable(rows: readonly HelpRow[]): string {
     `  ${flag.padEnd(flagWidth)}${fallback === undefined ? what : what.padEnd(whatWidth) + fallback}`.trimEnd(),
   );
   return `Options (a flag beats its environment variable, which beats the default):\n${lines.join("\n")}\n`;
+}
+
+/** The option table of a command that names a log stream: the common and stream rows, then `rows`. */
+export function streamOptionTable(rows: readonly HelpRow[]): string {
+  return optionTable([...COMMON_ROWS, ...STREAM_ROWS, ...rows]);
 }
 
 /** Where to find memcached and which namespace to use. */
@@ -182,6 +188,31 @@ export function addressFrom(
     throw new ConfigError(`--${(error as Error).message}`, { cause: error });
   }
   return address;
+}
+
+/**
+ * Parses the flags of a command that names a log stream (the common and stream flags plus `options`, as
+ * parseFlags does), then checks where memcached is and the stream's address.
+ */
+export function parseStreamFlags<O extends Options>(
+  command: string,
+  args: string[],
+  options: O,
+  positionals = false,
+): Parsed<typeof STREAM_OPTIONS & O> & { connection: Connection; address: StreamAddress } {
+  const parsed = parseFlags(command, args, { ...STREAM_OPTIONS, ...options }, positionals);
+  const values = parsed.values as Parameters<typeof connectionFrom>[0] & Parameters<typeof addressFrom>[0];
+  const connection = connectionFrom(values, process.env);
+  return { ...parsed, connection, address: addressFrom(values, connection) };
+}
+
+/** `--format`: jsonl (the default) or raw. */
+export function formatFrom(text: string | undefined): SinkFormat {
+  const format = text ?? "jsonl";
+  if (format !== "jsonl" && format !== "raw") {
+    throw new ConfigError(`--format "${format}" is not known: use "jsonl" or "raw"`);
+  }
+  return format;
 }
 
 /** A client for the connection's servers. */

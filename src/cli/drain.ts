@@ -11,14 +11,10 @@ import {
 import { MAX_LIMIT, type StreamAddress } from "../log/layout.js";
 import { DEFAULT_MAX_BYTES, openFileSink, type FsyncPolicy, type SinkFormat } from "../sinks/index.js";
 import {
-  COMMON_ROWS,
-  STREAM_ROWS,
-  STREAM_OPTIONS,
-  addressFrom,
   connect,
-  connectionFrom,
-  optionTable,
-  parseFlags,
+  formatFrom,
+  parseStreamFlags,
+  streamOptionTable,
   size,
   sleep,
   stopSignal,
@@ -38,9 +34,7 @@ several): one holds the stream's lease and drains, the others stand by and take 
 (<stream>-YYYY-MM-DD[.n].jsonl, or .log with --format raw), then deletes it from memcached. Killed at any
 moment (even kill -9) and started again on the same DIR, it neither repeats nor skips an entry.
 
-${optionTable([
-  ...COMMON_ROWS,
-  ...STREAM_ROWS,
+${streamOptionTable([
   ["--out DIR", "folder for the output files (created if missing)", "required"],
   ["--format F", "jsonl (JSON Lines) or raw (the text alone)", "jsonl"],
   ["--fsync P", "batch, never, or MS: see below", "batch"],
@@ -70,8 +64,7 @@ interface DrainSettings {
 }
 
 export async function runDrain(args: string[]): Promise<void> {
-  const { values } = parseFlags("drain", args, {
-    ...STREAM_OPTIONS,
+  const { values, connection, address } = parseStreamFlags("drain", args, {
     out: { type: "string", short: "o" },
     format: { type: "string" },
     fsync: { type: "string" },
@@ -81,17 +74,12 @@ export async function runDrain(args: string[]): Promise<void> {
     "lease-ttl": { type: "string" },
     verbose: { type: "boolean", short: "v" },
   });
-  const connection = connectionFrom(values, process.env);
-  const address = addressFrom(values, connection);
   if (values.out === undefined || values.out === "") {
     throw new ConfigError(
       '--out DIR is required: the folder the drained entries are written to (see "memipc drain --help")',
     );
   }
-  const format = values.format ?? "jsonl";
-  if (format !== "jsonl" && format !== "raw") {
-    throw new ConfigError(`--format "${format}" is not known: use "jsonl" or "raw"`);
-  }
+  const format = formatFrom(values.format);
   const settings: DrainSettings = {
     address,
     out: values.out,

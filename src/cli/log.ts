@@ -4,16 +4,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { ConfigError, LogError } from "../errors.js";
 import { LogProducer, type Appended } from "../log/producer.js";
-import {
-  COMMON_ROWS,
-  STREAM_ROWS,
-  STREAM_OPTIONS,
-  addressFrom,
-  connect,
-  connectionFrom,
-  optionTable,
-  parseFlags,
-} from "./common.js";
+import { connect, parseStreamFlags, streamOptionTable } from "./common.js";
 
 export const LOG_WINDOW = 1000; // stdin lines appended at once; reading waits until they are stored
 const PROGRESS_EVERY = 1000; // ms between progress lines on a terminal
@@ -25,9 +16,7 @@ Appends an entry to a log stream. The TEXT arguments, joined by spaces, form one
 with "-" instead, each line of standard input is one entry (a final line break adds no empty entry).
 Prints nothing on success; exits non-zero with the error if an entry could not be stored.
 
-${optionTable([
-  ...COMMON_ROWS,
-  ...STREAM_ROWS,
+${streamOptionTable([
   ["--node NAME", "who logs, stored with each entry", "the host name"],
   ["-v, --verbose", 'print "seq=N epoch=E" for each entry stored'],
 ])}
@@ -37,18 +26,15 @@ Examples:
 `;
 
 export async function runLog(args: string[]): Promise<void> {
-  const { values, positionals } = parseFlags(
+  const { values, positionals, connection, address } = parseStreamFlags(
     "log",
     args,
     {
-      ...STREAM_OPTIONS,
       node: { type: "string" },
       verbose: { type: "boolean", short: "v" },
     },
     true,
   );
-  const connection = connectionFrom(values, process.env);
-  const address = addressFrom(values, connection);
   const fromStdin = positionals.length === 1 && positionals[0] === "-";
   if (positionals.length === 0) {
     throw new ConfigError(

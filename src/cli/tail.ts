@@ -1,6 +1,6 @@
 // `memipc tail`: shows a log stream's latest entries, from memcached (what is not drained yet) or from the
 // files a drainer wrote, and with -f follows new ones.
-import { open, readdir, stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Client } from "../client/index.js";
 import { ConfigError, LogError } from "../errors.js";
@@ -15,16 +15,13 @@ import {
   splitHead,
   type StreamAddress,
 } from "../log/layout.js";
+import { bySinkFileAge, listSinkFiles, type SinkFileName } from "../sinks/index.js";
 import {
-  COMMON_ROWS,
-  STREAM_ROWS,
-  STREAM_OPTIONS,
-  addressFrom,
   connect,
-  connectionFrom,
-  optionTable,
+  formatFrom,
+  parseStreamFlags,
+  streamOptionTable,
   formatEntryLine,
-  parseFlags,
   sleep,
   stopSignal,
   wholeNumber,
@@ -53,9 +50,7 @@ With --out DIR it reads the JSON Lines files "memipc drain --out DIR" writes (<s
 instead, oldest first, and with -f follows new lines and new files: every entry, once. Gaps show as
 "from-to time - gap: reason", late entries as "seq(late) time node data".
 
-${optionTable([
-  ...COMMON_ROWS,
-  ...STREAM_ROWS,
+${streamOptionTable([
   ["-n, --lines N", "how many entries to show first (0: none)", String(DEFAULT_LINES)],
   ["-f, --follow", "keep printing new entries until interrupted"],
   ["--out DIR", "read the drained files in DIR, not memcached"],
@@ -63,22 +58,16 @@ ${optionTable([
 ])}`;
 
 export async function runTail(args: string[]): Promise<void> {
-  const { values } = parseFlags("tail", args, {
-    ...STREAM_OPTIONS,
+  const { values, connection, address } = parseStreamFlags("tail", args, {
     lines: { type: "string", short: "n" },
     follow: { type: "boolean", short: "f" },
     out: { type: "string" },
     format: { type: "string" },
   });
-  const connection = connectionFrom(values, process.env);
-  const address = addressFrom(values, connection);
   const lines =
     values.lines === undefined ? DEFAULT_LINES : wholeNumber(values.lines, "--lines", 0, MAX_LINES);
   const follow = values.follow === true;
-  const format = values.format ?? "jsonl";
-  if (format !== "jsonl" && format !== "raw") {
-    throw new ConfigError(`--format "${format}" is not known: use "jsonl" or "raw"`);
-  }
+  const format = formatFrom(values.format);
   if (values.format !== undefined && values.out === undefined) {
     throw new ConfigError("--format only applies with --out DIR (the drained files)");
   }
@@ -270,28 +259,6 @@ async function followMemcached(
 // ---------------------------------------------------------------------------------------------------------
 // From the drained files
 
-interface DataFile {
-  name: string;
-  day: string;
-  index: number;
-}
-
-/** The stream's files in `dir`, oldest first (the file sink's naming: `<stream>-<day>[.<n>].<ext>`). */
-async function listFiles(dir: string, stream: string, ext: string): Promise<DataFile[]> {
-  const escaped = stream.replace(/[.\\^$*+?()[\]{}|-]/g, "\\$&");
-  const pattern = new RegExp(`^${escaped}-(\\d{4}-\\d{2}-\\d{2})(?:\\.(\\d+))?\\.${ext}$`);
-  const found: DataFile[] = [];
-  for (const name of await readdir(dir)) {
-    const match = pattern.exec(name);
-    if (match) found.push({ name, day: match[1]!, index: match[2] === undefined ? 0 : Number(match[2]) });
-  }
-  return found.sort(byAge);
-}
-
-function byAge(a: DataFile, b: DataFile): number {
-  return a.day < b.day ? -1 : a.day > b.day ? 1 : a.index - b.index;
-}
-
 /** A record of a drained file as a line of output; lines that are not records are shown as they are. */
 function recordLine(line: string, format: string): string {
   if (format === "raw") return `${line}\n`;
@@ -389,13 +356,13 @@ async function tailFiles(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const ext = format === "raw" ? "log" : "jsonl";
-  const files = await listFiles(dir, stream, ext);
+  const files = await listSinkFiles(dir, stream, ext);
   if (files.length === 0 && signal === undefined) {
     process.stderr.write(`memipc tail: no ${stream}-YYYY-MM-DD.${ext} files in ${dir}\n`);
     return;
   }
   // The last lines, from the newest file back as far as needed. Following starts where the newest ends.
-  let current: { file: DataFile; position: number } | undefined;
+  let current: { file: SinkFileName; position: number } | undefined;
   let shown: string[] = [];
   for (let i = files.length - 1; i >= 0; i--) {
     const path = join(dir, files[i]!.name);
@@ -410,7 +377,7 @@ async function tailFiles(
   while (!signal.aborted) {
     // List before reading: once a newer file exists the sink writes no more to the older ones, so what the
     // read below finds is all the current file will ever hold.
-    const listed = await listFiles(dir, stream, ext);
+    const listed = await listSinkFiles(dir, stream, ext);
     if (current === undefined) {
       if (listed.length === 0) {
         await sleep(FOLLOW_EVERY, signal);
@@ -431,7 +398,7 @@ async function tailFiles(
       }
     }
     const from = current.file;
-    const newer = listed.find((file) => byAge(file, from) > 0);
+    const newer = listed.find((file) => bySinkFileAge(file, from) > 0);
     if (newer !== undefined) {
       current = { file: newer, position: 0 };
       continue;

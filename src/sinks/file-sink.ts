@@ -229,7 +229,8 @@ function positionOf(record: SinkRecord): Cursor {
 // ---------------------------------------------------------------------------------------------------------
 // File names
 
-interface FileName {
+/** A data file of the sink: `<stream>-<day>[.<index>].<ext>`. */
+export interface SinkFileName {
   name: string;
   day: string;
   index: number;
@@ -239,23 +240,25 @@ function utcDay(ms: number): string {
   return iso(ms).slice(0, 10);
 }
 
-function fileName(stream: string, ext: string, day: string, index: number): FileName {
+function fileName(stream: string, ext: string, day: string, index: number): SinkFileName {
   return { name: `${stream}-${day}${index === 0 ? "" : `.${index}`}.${ext}`, day, index };
 }
 
-function byAge(a: FileName, b: FileName): number {
+/** Orders the sink's files oldest first: by day, then by index within a day. */
+export function bySinkFileAge(a: SinkFileName, b: SinkFileName): number {
   return a.day < b.day ? -1 : a.day > b.day ? 1 : a.index - b.index;
 }
 
-async function listFiles(dir: string, stream: string, ext: string): Promise<FileName[]> {
+/** The stream's data files with extension `ext` in `dir`, oldest first. */
+export async function listSinkFiles(dir: string, stream: string, ext: string): Promise<SinkFileName[]> {
   const escaped = stream.replace(/[.\\^$*+?()[\]{}|-]/g, "\\$&");
   const pattern = new RegExp(`^${escaped}-(\\d{4}-\\d{2}-\\d{2})(?:\\.(\\d+))?\\.${ext}$`);
-  const found: FileName[] = [];
+  const found: SinkFileName[] = [];
   for (const name of await readdir(dir)) {
     const match = pattern.exec(name);
     if (match) found.push({ name, day: match[1]!, index: match[2] === undefined ? 0 : Number(match[2]) });
   }
-  return found.sort(byAge);
+  return found.sort(bySinkFileAge);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -295,7 +298,7 @@ function ioError(what: string, file: string, error: unknown): SinkError {
 // The sink
 
 interface OpenFile {
-  name: FileName;
+  name: SinkFileName;
   path: string;
   handle: FileHandle;
   /** Bytes in the file, including bytes not yet durable. */
@@ -304,13 +307,13 @@ interface OpenFile {
 
 /** The last durable point: `file` at `size`. */
 interface Mark {
-  file: FileName | undefined;
+  file: SinkFileName | undefined;
   size: number;
 }
 
 interface Waiter {
   cursor: Cursor | undefined;
-  file: FileName;
+  file: SinkFileName;
   size: number;
   records: SinkRecord[];
   bytes: number;
@@ -444,7 +447,7 @@ export class FileSink {
     const gaps: GapRecord[] = [];
     const late: Cursor[] = [];
     const entries: Cursor[] = [];
-    const files = await this.#io("list", this.dir, () => listFiles(this.dir, this.stream, this.#ext));
+    const files = await this.#io("list", this.dir, () => listSinkFiles(this.dir, this.stream, this.#ext));
     let budget = RECENT_BYTES;
     const texts: string[] = [];
     for (let i = files.length - 1; i >= 0 && budget > 0; i--) {
@@ -517,7 +520,7 @@ export class FileSink {
     } catch (error) {
       throw ioError("create the output folder", this.dir, error);
     }
-    const files = await this.#io("list", this.dir, () => listFiles(this.dir, this.stream, this.#ext));
+    const files = await this.#io("list", this.dir, () => listSinkFiles(this.dir, this.stream, this.#ext));
     const cursor = this.format === "jsonl" ? await this.#recoverJsonl(files) : await this.#recoverRaw(files);
     this.#appended = cursor;
     this.#durable = cursor;
@@ -530,7 +533,7 @@ export class FileSink {
     }
   }
 
-  async #recoverJsonl(files: FileName[]): Promise<Cursor | undefined> {
+  async #recoverJsonl(files: SinkFileName[]): Promise<Cursor | undefined> {
     for (let i = files.length - 1; i >= 0; i--) {
       const path = join(this.dir, files[i]!.name);
       const found = await this.#io("recover", path, () => recoverJsonlFile(path));
@@ -539,7 +542,7 @@ export class FileSink {
     return undefined;
   }
 
-  async #recoverRaw(files: FileName[]): Promise<Cursor | undefined> {
+  async #recoverRaw(files: SinkFileName[]): Promise<Cursor | undefined> {
     let saved: CursorFile;
     try {
       saved = parseCursorFile(await readFile(this.#cursorPath, "utf8"), this.#cursorPath);
@@ -570,7 +573,13 @@ export class FileSink {
     for (const file of files) {
       const path = join(this.dir, file.name);
       const keep =
-        committed === undefined ? 0 : file === committed ? saved.bytes : byAge(file, committed) < 0 ? -1 : 0;
+        committed === undefined
+          ? 0
+          : file === committed
+            ? saved.bytes
+            : bySinkFileAge(file, committed) < 0
+              ? -1
+              : 0;
       if (keep < 0) continue;
       const size = (await this.#io("read", path, () => stat(path))).size;
       if (size < keep) {
@@ -742,7 +751,7 @@ export class FileSink {
     );
   }
 
-  async #openFile(name: FileName, rotated: boolean): Promise<void> {
+  async #openFile(name: SinkFileName, rotated: boolean): Promise<void> {
     const path = join(this.dir, name.name);
     const handle = await open(path, "a").catch((error: unknown) => {
       throw ioError("open", path, error);
@@ -843,7 +852,7 @@ export class FileSink {
   #commitOf(
     records: number,
     bytes: number,
-    file: FileName | undefined,
+    file: SinkFileName | undefined,
     durable = this.fsync !== "never",
   ): Commit {
     return {

@@ -8,6 +8,8 @@ export {
   DEFAULT_STREAM,
   DEFAULT_MAX_BYTES,
   DEFAULT_FSYNC,
+  listSinkFiles,
+  bySinkFileAge,
   GapReason,
   SinkFormat,
   type FileSinkOptions,
@@ -19,4 +21,5 @@ export {
   type SinkRecord,
   type EntryRecord,
   type GapRecord,
+  type SinkFileName,
 } from "./file-sink.js";

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "../../src/client/index.js";
-import { entryKey, type StreamAddress } from "../../src/log/layout.js";
+import { entryKey, headKey, splitHead, type StreamAddress } from "../../src/log/layout.js";
 
 export interface EntryLine {
   kind: "entry";
@@ -237,6 +237,14 @@ export interface ProducerResultsFile extends Appends {
 
 export function readResults(file: string): ProducerResultsFile {
   return JSON.parse(readFileSync(file, "utf8")) as ProducerResultsFile;
+}
+
+/** The stream's counter as epoch and sequence (it must exist). */
+export async function readHead(
+  client: Client,
+  address: StreamAddress,
+): Promise<{ epoch: number; seq: number }> {
+  return splitHead(BigInt((await client.get(headKey(address)))!.value.toString("latin1").trim()));
 }
 
 /** Keys of appended entries still in memcached (a drainer deletes what it made durable). */

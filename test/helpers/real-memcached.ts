@@ -10,8 +10,14 @@ export const MEMCACHED_INSTALL_HINT = "install Debian's memcached: apt-get insta
 const START_TIMEOUT_MS = 5000; // how long memcached may take to accept its first connection
 const STOP_TIMEOUT_MS = 3000; // how long a SIGTERM may take before SIGKILL
 const PORT_ATTEMPTS = 5; // a free port can be taken by someone else between probe and bind
+const FIXED_PORT_WAIT_MS = 10_000; // how long a given port may stay taken (by a memcached just killed)
 
 export interface RealMemcachedOptions {
+  /**
+   * The port to listen on (e.g. where one was just killed), waited for while it is still taken; a free one
+   * when absent.
+   */
+  port?: number;
   /** Item memory in megabytes (memcached's -m); memcached's default 64 when absent. */
   memoryMb?: number;
   /** Largest item, as memcached's -I takes it ("1m", "512k"); memcached's default 1m when absent. */
@@ -64,6 +70,7 @@ export function requireMemcached(t: TestContext): boolean {
 export async function startRealMemcached(options: RealMemcachedOptions = {}): Promise<RealMemcached> {
   const binary = memcachedBinary();
   if (binary === undefined) throw new Error(`memcached binary not found: ${MEMCACHED_INSTALL_HINT}`);
+  if (options.port !== undefined) return startOnFixedPort(binary, options.port, options);
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
     const port = await freePort();
@@ -75,6 +82,24 @@ export async function startRealMemcached(options: RealMemcachedOptions = {}): Pr
     }
   }
   throw new Error(`memcached could not bind a free port in ${PORT_ATTEMPTS} attempts`, { cause: lastError });
+}
+
+async function startOnFixedPort(
+  binary: string,
+  port: number,
+  options: RealMemcachedOptions,
+): Promise<RealMemcached> {
+  const deadline = Date.now() + FIXED_PORT_WAIT_MS;
+  for (;;) {
+    try {
+      return await startOn(binary, port, options);
+    } catch (error) {
+      if (!(error instanceof PortTakenError) || Date.now() > deadline) {
+        throw new Error(`memcached could not start on port ${port}`, { cause: error });
+      }
+    }
+    await sleep(100);
+  }
 }
 
 class PortTakenError extends Error {}

@@ -10,22 +10,24 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { Client } from "../../src/client/index.js";
-import { headKey, splitHead, streamAddress } from "../../src/log/layout.js";
+import { streamAddress } from "../../src/log/layout.js";
 import {
   checkLog,
   checkProducerOrder,
   keyRanges,
   leftoverKeys,
   readLog,
-  readResults,
+  readHead,
   report,
-  type ProducerResultsFile,
 } from "../helpers/log-files.js";
 import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
 import type { DrainerLine } from "./workers/drainer.js";
 import {
   caughtUpWith,
+  describeDrainer,
+  finishedProducers,
+  lastMetrics,
   seededRandom,
   sleep,
   startDrainer,
@@ -177,19 +179,10 @@ async function crashScenario(t: TestContext, server: RunningServer, client: Clie
     }
     const appendedIn = Date.now() - started;
 
-    for (const producer of producers) {
-      await producer.exited;
-      assert.equal(producer.status, "exit 0", `${producer.name}: ${producer.stderr}`);
-    }
-    const results: ProducerResultsFile[] = producers.map((_, id) =>
-      readResults(join(base, `producer-${id}.json`)),
-    );
-    for (const r of results) {
-      assert.equal(r.failed.length, 0, `producer ${r.id} had failed appends: ${JSON.stringify(r.errors)}`);
-      assert.equal(r.ok.length, perProducer);
-    }
+    const results = await finishedProducers(producers, (id) => join(base, `producer-${id}.json`));
+    for (const r of results) assert.equal(r.ok.length, perProducer);
 
-    const head = splitHead(BigInt((await client.get(headKey(address)))!.value.toString("latin1").trim()));
+    const head = await readHead(client, address);
     await caughtUpWith(drainer, head, CATCH_UP_MS);
     await drainer.stop();
     assert.equal(drainer.status, "exit 0", `the last drainer stopped badly: ${drainer.stderr}`);
@@ -220,20 +213,10 @@ async function crashScenario(t: TestContext, server: RunningServer, client: Clie
       `${left.length} drained entries still in memcached, at ${keyRanges(left).join(" ")}`,
     );
   } catch (error) {
-    const tail = drainers
-      .slice(-3)
-      .map((d) => `${d.name} (${d.status}) last ${JSON.stringify(lastMetrics(d))}\n${d.stderr}`)
-      .join("\n");
+    const tail = drainers.slice(-3).map(describeDrainer).join("\n");
     throw new Error(`${(error as Error).message}\n(${context()})\n${tail}`, { cause: error });
   } finally {
     await stopAll([...producers, ...drainers]);
     rmSync(base, { recursive: true, force: true });
   }
-}
-
-function lastMetrics(drainer: WorkerProcess<DrainerLine>): DrainerLine | undefined {
-  for (let i = drainer.lines.length - 1; i >= 0; i--) {
-    if (drainer.lines[i]!.event === "metrics") return drainer.lines[i];
-  }
-  return undefined;
 }

@@ -9,12 +9,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "../../src/client/index.js";
-import { headKey, splitHead, streamAddress } from "../../src/log/layout.js";
+import { streamAddress } from "../../src/log/layout.js";
 import { startServer } from "../../src/server/index.js";
-import { checkLog, checkProducerOrder, readLog, readResults, report } from "../helpers/log-files.js";
+import { checkLog, checkProducerOrder, readHead, readLog, report } from "../helpers/log-files.js";
 import type { DrainerLine } from "./workers/drainer.js";
 import {
   caughtUpWith,
+  describeDrainer,
+  finishedProducers,
+  lastMetrics,
   startDrainer,
   startProducer,
   stopAll,
@@ -98,7 +101,7 @@ describe("drainer failover (embedded server)", () => {
           const active = drainingOf(pair)!;
           const standby = pair.find((d) => d !== active)!;
           assert.equal(
-            lastLine(standby)?.metrics?.active ?? false,
+            lastMetrics(standby)?.metrics?.active ?? false,
             false,
             "both drainers say they are active",
           );
@@ -121,19 +124,8 @@ describe("drainer failover (embedded server)", () => {
           await back.waitFor((line) => line.event === "metrics", 10_000, "a metrics line");
         }
 
-        for (const producer of producers) {
-          await producer.exited;
-          assert.equal(producer.status, "exit 0", `${producer.name}: ${producer.stderr}`);
-        }
-        const results = producers.map((_, id) => readResults(join(base, `producer-${id}.json`)));
-        for (const r of results) {
-          assert.equal(
-            r.failed.length,
-            0,
-            `producer ${r.id} had failed appends: ${JSON.stringify(r.errors)}`,
-          );
-        }
-        const head = splitHead(BigInt((await client.get(headKey(address)))!.value.toString("latin1").trim()));
+        const results = await finishedProducers(producers, (id) => join(base, `producer-${id}.json`));
+        const head = await readHead(client, address);
         // The last take-over's winner holds the lease; the drainer that came back stood by all along.
         const [holder, standby] = pair as [WorkerProcess<DrainerLine>, WorkerProcess<DrainerLine>];
         await caughtUpWith(holder, head, CATCH_UP_MS);
@@ -156,9 +148,7 @@ describe("drainer failover (embedded server)", () => {
           );
         }
       } catch (error) {
-        const tail = drainers
-          .map((d) => `${d.name} (${d.status}) last ${JSON.stringify(lastLine(d))}\n${d.stderr}`)
-          .join("\n");
+        const tail = drainers.map(describeDrainer).join("\n");
         throw new Error(`${(error as Error).message}\n(take-overs ${takeovers.join(", ")} ms)\n${tail}`, {
           cause: error,
         });
@@ -170,17 +160,10 @@ describe("drainer failover (embedded server)", () => {
   );
 });
 
-function lastLine(drainer: WorkerProcess<DrainerLine>): DrainerLine | undefined {
-  for (let i = drainer.lines.length - 1; i >= 0; i--) {
-    if (drainer.lines[i]!.event === "metrics") return drainer.lines[i];
-  }
-  return undefined;
-}
-
 /** The drainer of the pair whose last line says it is active and has drained something. */
 function drainingOf(pair: readonly WorkerProcess<DrainerLine>[]): WorkerProcess<DrainerLine> | undefined {
   return pair.find((d) => {
-    const metrics = lastLine(d)?.metrics;
+    const metrics = lastMetrics(d)?.metrics;
     return metrics?.active === true && metrics.entries > 0;
   });
 }

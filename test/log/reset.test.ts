@@ -8,17 +8,15 @@
 // between incr and add would): the drainer waits at that hole (holeTimeout) while the entries after it pile
 // up, and memcached dies with them.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Client } from "../../src/client/index.js";
 import { headKey, splitHead, streamAddress } from "../../src/log/layout.js";
-import { checkLog, readLog, readResults, report, type GapLine } from "../helpers/log-files.js";
-import { memcachedBinary, requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
+import { checkLog, readHead, readLog, readResults, report, type GapLine } from "../helpers/log-files.js";
+import { requireMemcached, startRealMemcached, type RealMemcached } from "../helpers/real-memcached.js";
 import type { DrainerLine } from "./workers/drainer.js";
 import {
   caughtUpWith,
@@ -53,7 +51,7 @@ describe("drainer: memcached reset (real memcached)", () => {
       mkdirSync(dir);
       const first = await startRealMemcached();
       const port = first.port;
-      let second: ChildProcess | undefined;
+      let second: RealMemcached | undefined;
       const client = new Client({
         servers: `127.0.0.1:${port}`,
         retryDelay: 20,
@@ -110,14 +108,14 @@ describe("drainer: memcached reset (real memcached)", () => {
         process.kill(first.pid, "SIGKILL");
         await first.stop(); // only waits for the exit
         await sleep(OUTAGE_MS);
-        second = await startMemcachedOn(port);
+        second = await startRealMemcached({ port });
         const restartedAt = Date.now();
         await sleep(AFTER_RESTART_MS);
         await stopAll(producers);
         for (const producer of producers) assert.equal(producer.status, "exit 0", producer.stderr);
         const results = producers.map((_, id) => readResults(join(base, `producer-${id}.json`)));
 
-        const head = splitHead(BigInt((await client.get(headKey(address)))!.value.toString("latin1").trim()));
+        const head = await readHead(client, address);
         const old = hole.epoch;
         assert.notEqual(head.epoch, old, "the counter did not start a new epoch after the restart");
         await caughtUpWith(drainer, head, CATCH_UP_MS);
@@ -177,57 +175,9 @@ describe("drainer: memcached reset (real memcached)", () => {
         await stopAll([...producers, ...(drainer ? [drainer] : [])]);
         client.close();
         await first.stop();
-        if (second !== undefined && second.exitCode === null && second.signalCode === null) {
-          const exited = new Promise((resolve) => second!.once("exit", resolve));
-          second.kill("SIGTERM");
-          await exited;
-        }
+        await second?.stop();
         rmSync(base, { recursive: true, force: true });
       }
     },
   );
 });
-
-/**
- * Starts memcached on a given port (where one was just killed), as startRealMemcached does on a free one.
- * Retries while the port is still taken; resolves once it accepts connections.
- */
-async function startMemcachedOn(port: number): Promise<ChildProcess> {
-  const args = ["-l", "127.0.0.1", "-p", String(port), "-U", "0"];
-  if (process.getuid?.() === 0) args.push("-u", "root");
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const child = spawn(memcachedBinary()!, args, { stdio: ["ignore", "ignore", "ignore"] });
-    // Not left behind if this test process dies first.
-    const reap = (): void => void child.kill("SIGKILL");
-    process.once("exit", reap);
-    const exited = new Promise<void>((resolve) =>
-      child.once("exit", () => {
-        process.removeListener("exit", reap);
-        resolve();
-      }),
-    );
-    for (let i = 0; i < 100; i++) {
-      if (child.exitCode !== null || child.signalCode !== null) break;
-      if (await accepts(port)) return child;
-      await sleep(20);
-    }
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await exited;
-    }
-    if (Date.now() > deadline) throw new Error(`memcached could not start again on port ${port}`);
-    await sleep(100);
-  }
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: "127.0.0.1", port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}

@@ -1,8 +1,11 @@
 // Starting, watching and stopping the drainer tests' worker processes: each is this Node running a worker
 // file with its settings in an environment variable, printing JSON lines that the test reads.
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { Client } from "../../../src/client/index.js";
+import { readResults, type ProducerResultsFile } from "../../helpers/log-files.js";
 import { DRAINER_ENV, type DrainerLine, type DrainerSettings } from "./drainer.js";
 import { PRODUCER_ENV, type ProducerSettings } from "./producer.js";
 
@@ -199,4 +202,50 @@ export function caughtUpWith(
     timeoutMs,
     `caught up with head ${head.epoch}:${head.seq}`,
   );
+}
+
+/** The drainer's last metrics line, if it printed one. */
+export function lastMetrics(drainer: WorkerProcess<DrainerLine>): DrainerLine | undefined {
+  for (let i = drainer.lines.length - 1; i >= 0; i--) {
+    if (drainer.lines[i]!.event === "metrics") return drainer.lines[i];
+  }
+  return undefined;
+}
+
+/** A drainer for a failure message: name, how it ended, last metrics line, stderr. */
+export function describeDrainer(drainer: WorkerProcess<DrainerLine>): string {
+  return `${drainer.name} (${drainer.status}) last ${JSON.stringify(lastMetrics(drainer))}\n${drainer.stderr}`;
+}
+
+/**
+ * Waits for every producer to exit, checks that each exited 0 and had no failed append, and returns their
+ * results (read from `resultsOf(id)`, the file given as its `results` setting).
+ */
+export async function finishedProducers(
+  producers: readonly WorkerProcess<ProducerLine>[],
+  resultsOf: (id: number) => string,
+): Promise<ProducerResultsFile[]> {
+  for (const producer of producers) {
+    await producer.exited;
+    assert.equal(producer.status, "exit 0", `${producer.name}: ${producer.stderr}`);
+  }
+  const results = producers.map((_, id) => readResults(resultsOf(id)));
+  for (const r of results) {
+    assert.equal(r.failed.length, 0, `producer ${r.id} had failed appends: ${JSON.stringify(r.errors)}`);
+  }
+  return results;
+}
+
+/**
+ * The client a worker process uses: memcached on loopback at `port`. A long timeout: on a loaded test machine a
+ * slow reply must not turn into a failed (and ambiguous) append.
+ */
+export function workerClient(port: number): Client {
+  return new Client({
+    servers: `127.0.0.1:${port}`,
+    timeout: 5000,
+    retryDelay: 20,
+    maxRetryDelay: 200,
+    deadTime: 200,
+  });
 }

@@ -2,9 +2,9 @@
 // SIGTERM. It prints JSON lines on stdout: "start", then "metrics" (the drainer's metrics and caughtUp())
 // every few ms, then "stopped"; "error" if run() fails. Settings come in MEMIPC_LOG_DRAINER; without them
 // (as when the test runner loads every file) it does nothing.
-import { Client } from "../../../src/client/index.js";
 import { Drainer } from "../../../src/log/drainer.js";
 import { openFileSink } from "../../../src/sinks/index.js";
+import { workerClient } from "./control.js";
 
 export const DRAINER_ENV = "MEMIPC_LOG_DRAINER";
 
@@ -49,13 +49,7 @@ const raw = process.env[DRAINER_ENV];
 if (raw !== undefined) await drain(JSON.parse(raw) as DrainerSettings);
 
 async function drain(settings: DrainerSettings): Promise<void> {
-  const client = new Client({
-    servers: `127.0.0.1:${settings.port}`,
-    timeout: 5000,
-    retryDelay: 20,
-    maxRetryDelay: 200,
-    deadTime: 200,
-  });
+  const client = workerClient(settings.port);
   const drainer = new Drainer(client, {
     namespace: settings.namespace,
     stream: settings.stream,

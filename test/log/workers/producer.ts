@@ -3,8 +3,8 @@
 // which failed to a results file. Settings come in MEMIPC_LOG_PRODUCER; without them (as when the test
 // runner loads every file) it does nothing.
 import { existsSync, renameSync, writeFileSync } from "node:fs";
-import { Client } from "../../../src/client/index.js";
 import { LogProducer } from "../../../src/log/producer.js";
+import { workerClient } from "./control.js";
 
 export const PRODUCER_ENV = "MEMIPC_LOG_PRODUCER";
 const RETRY_PAUSE_MS = 20; // after a failed append, so an outage does not spin the loop
@@ -45,14 +45,7 @@ const raw = process.env[PRODUCER_ENV];
 if (raw !== undefined) await produce(JSON.parse(raw) as ProducerSettings);
 
 async function produce(settings: ProducerSettings): Promise<void> {
-  // A long timeout: on a loaded test machine a slow reply must not turn into a failed (and ambiguous) append.
-  const client = new Client({
-    servers: `127.0.0.1:${settings.port}`,
-    timeout: 5000,
-    retryDelay: 20,
-    maxRetryDelay: 200,
-    deadTime: 200,
-  });
+  const client = workerClient(settings.port);
   const producer = new LogProducer(client, {
     namespace: settings.namespace,
     stream: settings.stream,
