@@ -14,7 +14,6 @@ import { Drainer } from "../src/log/drainer.js";
 import { LogProducer } from "../src/log/producer.js";
 import { openFileSink } from "../src/sinks/index.js";
 
-const DRAIN_BATCH = 1000; // numbers read per drainer window (the drainer's default)
 const MAX_OUTSTANDING = 1_000_000; // appends issued and not yet answered at an offered load; past it, give up
 const CHECK_EVERY_MS = 1; // how often the drainer worker looks at its metrics, on top of each commit
 
@@ -328,7 +327,6 @@ async function runDrainer(config: Extract<WorkerConfig, { role: "drainer" }>): P
     stream: config.stream,
     layout: config.layout,
     lease: false,
-    batch: DRAIN_BATCH,
     openSink: () => openFileSink(config.dir, { stream: config.stream, fsync: "batch" }),
     onCommit: () => check(),
     onError: (error) => process.stderr.write(`drainer: ${error.message}\n`),
