@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { after, describe, it, type TestContext } from "node:test";
 import v8 from "node:v8";
@@ -49,6 +50,26 @@ function assertFailure(error: unknown, kinds: readonly ErrorClass[], server: str
 
 function explain(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/**
+ * Stops a process with SIGSTOP and waits until every one of its threads is stopped: the signal is delivered
+ * asynchronously, and a memcached thread can still answer a request sent right after kill() returns.
+ */
+async function freeze(pid: number): Promise<void> {
+  process.kill(pid, "SIGSTOP");
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    const tasks = readdirSync(`/proc/${pid}/task`);
+    const states = tasks.map((task) => {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    });
+    if (states.every((state) => state === "T" || state === "t")) return;
+    if (Date.now() > deadline)
+      throw new Error(`process ${pid} did not stop: thread states ${states.join("")}`);
+    await sleep(5);
+  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -872,7 +893,7 @@ describe("client faults: dead-server marking", () => {
         maxRetryDelay: 5,
       });
       assert.equal(await client.set(key("frozen"), "x"), true);
-      process.kill(memcached.pid, "SIGSTOP");
+      await freeze(memcached.pid);
       try {
         let timeouts = 0;
         let dead = false;
