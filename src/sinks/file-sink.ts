@@ -705,7 +705,10 @@ export class FileSink {
 
   async #writeAll(file: OpenFile, chunk: string[], length: number): Promise<void> {
     if (length === 0) return;
-    const buffer = Buffer.from(chunk.join(""), "utf8");
+    // Line by line into one buffer: far cheaper here than joining the lines and encoding the result.
+    const buffer = Buffer.allocUnsafe(length);
+    let at = 0;
+    for (const line of chunk) at += buffer.write(line, at, "utf8");
     let done = 0;
     while (done < buffer.length) {
       const { bytesWritten } = await file.handle.write(buffer, done, buffer.length - done);
