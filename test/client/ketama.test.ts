@@ -1,7 +1,7 @@
 // KetamaRing: how it spreads keys, and the proof that it places them as libmemcached does: compared with
 // libmemcached itself through pylibmc (Debian's python3-pylibmc), offline and against three real memcached.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createConnection } from "node:net";
 import { test, type TestContext } from "node:test";
@@ -18,6 +18,7 @@ import {
 } from "../../src/client/ketama.js";
 import { encodeGet, encodeStore, ReplyParser, type ReplyFrame } from "../../src/protocol/index.js";
 import { requireMemcached, startRealMemcached, type RealMemcached } from "../helpers/real-memcached.js";
+import { runProgram } from "../helpers/run-program.js";
 
 const PYLIBMC_INSTALL_HINT = "apt-get install -y python3-pylibmc";
 const EXCHANGE_TIMEOUT_MS = 10_000; // a probe or a batch of sets on loopback that has not finished by then failed
@@ -312,31 +313,17 @@ behaviors = dict(mc.behaviors)
 json.dump({"got": got, "behaviors": {name: behaviors[name] for name in ("hash", "distribution")}}, sys.stdout)
 `;
 
-function runPython<T>(python: string, script: string, request: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(python, ["-c", script], {
-      stdio: ["pipe", "pipe", "pipe"],
-      timeout: PYTHON_TIMEOUT_MS,
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-    child.once("error", reject);
-    child.once("close", (code, signal) => {
-      if (code !== 0) {
-        const why = signal ?? `exit ${code}`;
-        reject(new Error(`pylibmc script failed (${why}): ${Buffer.concat(err).toString("utf8").trim()}`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(Buffer.concat(out).toString("utf8")) as T);
-      } catch (error) {
-        reject(new Error("pylibmc script printed no JSON", { cause: error }));
-      }
-    });
-    child.stdin.end(JSON.stringify(request));
+async function runPython<T>(python: string, script: string, request: unknown): Promise<T> {
+  const out = await runProgram(python, ["-c", script], {
+    input: JSON.stringify(request),
+    timeoutMs: PYTHON_TIMEOUT_MS,
+    what: "pylibmc script",
   });
+  try {
+    return JSON.parse(out) as T;
+  } catch (error) {
+    throw new Error("pylibmc script printed no JSON", { cause: error });
+  }
 }
 
 /** Keys as a web farm writes them, plus non-ASCII ones (the one-at-a-time hash reads bytes as signed chars). */

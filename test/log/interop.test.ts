@@ -5,7 +5,7 @@
 // there (with a small limit), roll the counter over and drain in order. Run against the embedded server and
 // real memcached.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +17,7 @@ import { DEFAULT_SEED_NAMES, Layout, headValue, nextEpoch } from "../../src/log/
 import { LogProducer } from "../../src/log/producer.js";
 import { openFileSink } from "../../src/sinks/file-sink.js";
 import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
+import { runProgram } from "../helpers/run-program.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
 
 const INSTALL_HINT = "apt-get install -y python3-pymemcache libcache-memcached-perl";
@@ -68,22 +69,7 @@ function requireInterpreters(t: TestContext): { python: string; perl: string } |
 
 /** Runs a script to its end; resolves with what it printed. */
 function runScript(command: string, args: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], timeout: SCRIPT_TIMEOUT_MS });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk));
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk));
-    child.once("error", reject);
-    child.once("close", (code, signal) => {
-      if (code !== 0) {
-        const why = signal ?? `exit ${code}`;
-        reject(new Error(`${args[0]} failed (${why}): ${Buffer.concat(err).toString("utf8").trim()}`));
-        return;
-      }
-      resolve(Buffer.concat(out).toString("utf8"));
-    });
-  });
+  return runProgram(command, args, { timeoutMs: SCRIPT_TIMEOUT_MS, what: args[0] ?? command });
 }
 
 /** Runs a writer script; resolves with the line it stored under each number. */

@@ -1,0 +1,31 @@
+// Runs another program (a Python or Perl script) to its end, for tests that check memipc against clients in
+// other languages.
+import { spawn } from "node:child_process";
+
+/** Resolves with what the program printed; rejects, with its stderr, if it fails or outlives `timeoutMs`. */
+export function runProgram(
+  command: string,
+  args: readonly string[],
+  options: { input?: string; timeoutMs: number; what: string },
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      timeout: options.timeoutMs,
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr!.on("data", (chunk: Buffer) => err.push(chunk));
+    child.once("error", reject);
+    child.once("close", (code, signal) => {
+      if (code !== 0) {
+        const why = signal ?? `exit ${code}`;
+        reject(new Error(`${options.what} failed (${why}): ${Buffer.concat(err).toString("utf8").trim()}`));
+        return;
+      }
+      resolve(Buffer.concat(out).toString("utf8"));
+    });
+    if (options.input !== undefined) child.stdin!.end(options.input);
+  });
+}
