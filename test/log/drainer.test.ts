@@ -13,7 +13,12 @@ import { Drainer, publishedMetrics, type DrainerOptions } from "../../src/log/dr
 import { entryKey, headKey, headValue, streamAddress } from "../../src/log/layout.js";
 import { LogProducer } from "../../src/log/producer.js";
 import { openFileSink } from "../../src/sinks/index.js";
-import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
+import {
+  memcachedAvailable,
+  requireMemcached,
+  startRealMemcached,
+  type RealMemcached,
+} from "../helpers/real-memcached.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
 
 function name(): string {
@@ -351,5 +356,57 @@ describe("drainer options", () => {
     assert.throws(() => new Drainer(client, { openSink, batch: 1.5 }), /batch 1.5/);
     assert.throws(() => new Drainer(client, { openSink, holeTimeout: -1 }), /holeTimeout/);
     client.close();
+  });
+});
+
+describe("log drainer on a pool of three real memcached servers", () => {
+  const servers: RealMemcached[] = [];
+  const dirs: string[] = [];
+  let client: Client | undefined;
+
+  before(async () => {
+    if (!memcachedAvailable()) return;
+    for (let i = 0; i < 3; i++) servers.push(await startRealMemcached());
+    client = new Client({ servers: servers.map((s) => `127.0.0.1:${s.port}`).join(",") });
+  });
+  after(async () => {
+    client?.close();
+    await Promise.all(servers.map((s) => s.stop()));
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("drainer: entries spread over a pool by ketama are drained once, in order, and deleted from every server", async (t) => {
+    if (client === undefined) return void requireMemcached(t);
+    const stream = name();
+    const address = streamAddress({ stream });
+    const producers = [0, 1, 2].map(
+      (n) => new LogProducer(client!, { stream, node: `web-${n}`, limit: 1000 }),
+    );
+    const appended = await Promise.all(Array.from({ length: 3000 }, (_, i) => producers[i % 3]!.append(i)));
+    const keys = appended.map((a) => entryKey(address, a.epoch, a.seq));
+    const used = new Set(keys.map((key) => client!.serverIndex(key)));
+    assert.equal(used.size, 3, "the entries live on all three servers");
+    const dir = await mkdtemp(join(tmpdir(), "memipc-drain-"));
+    dirs.push(dir);
+    const drainer = new Drainer(client, {
+      stream,
+      limit: 1000,
+      lease: false,
+      pollEvery: 10,
+      openSink: () => openFileSink(dir, { stream }),
+    });
+    const controller = new AbortController();
+    const done = drainer.run(controller.signal);
+    await until(() => drainer.caughtUp(), 10_000, "the drainer to catch up");
+    controller.abort();
+    await done;
+    const lines = await readLines(dir);
+    assert.ok(lines.every((line) => line.gap === undefined));
+    assert.deepEqual(
+      lines.map((line) => line.data as number).sort((a, b) => a - b),
+      Array.from({ length: 3000 }, (_, i) => i),
+    );
+    assert.ok(new Set(lines.map((line) => line.epoch)).size >= 3, "the counter rolled over on the pool too");
+    assert.equal((await client.getMulti(keys)).size, 0, "drained entries are deleted on every server");
   });
 });
