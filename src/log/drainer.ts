@@ -66,7 +66,8 @@ const MAX_CHAIN = 10_000; // rolled-over epochs walked back when looking for the
 /** What the drainer needs of a sink; FileSink is one. */
 export interface LogSink {
   cursor(): Cursor | undefined;
-  write(records: readonly SinkRecord[]): Promise<Commit>;
+  /** `after`: the position the batch follows; a sink refuses a batch that does not (see FileSink.write). */
+  write(records: readonly SinkRecord[], options?: { after?: Cursor | null }): Promise<Commit>;
   close(): Promise<void>;
   /** What was written last: recent gaps, late entries and entry positions (see FileSink.recent). */
   recent?(sinceMs: number): Promise<RecentRecords>;
@@ -194,6 +195,8 @@ export class Drainer {
   #written = new Set<string>();
   #lastLateCheck = 0;
   #inFlight: Promise<void>[] = [];
+  /** The last position handed to the sink (durable or not): the next batch follows it. */
+  #handed: Cursor | undefined;
   #failure: Error | undefined;
   #head: Cursor | undefined;
   #active = false;
@@ -406,6 +409,7 @@ export class Drainer {
       if (next !== this.#next) this.#finished = false;
     }
     this.#next = next;
+    this.#handed = cursor;
     if (this.address.layout === Layout.seed && this.#epoch === undefined) this.#epoch = 1;
     this.#processSent = -1;
     this.#processStored = false;
@@ -735,7 +739,14 @@ export class Drainer {
    */
   #commit(records: SinkRecord[], keys: string[], gaps: GapRecord[]): void {
     const sink = this.#sink!;
-    const done = sink.write(records).then(
+    // Each batch names the one it follows, so a batch queued behind a failed one is refused, not written
+    // after a hole (the run then starts again from the durable cursor).
+    const after = this.#handed ?? null;
+    for (const record of records) {
+      if (record.kind === "gap") this.#handed = { epoch: record.epoch, seq: record.to };
+      else if (record.late !== true) this.#handed = { epoch: record.epoch, seq: record.seq };
+    }
+    const done = sink.write(records, { after }).then(
       async (commit) => {
         this.#committed(commit, records, gaps);
         if (keys.length > 0) await this.#client.deleteMulti(keys);

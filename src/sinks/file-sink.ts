@@ -421,12 +421,20 @@ export class FileSink {
    * positions must grow past the cursor, except late entries, which are written as they come and do not move
    * it; a record of another epoch starts that epoch (the drainer decides when an epoch ends).
    * Rejects with SinkError when the disk refuses; the cursor then stays put and the batch can be retried.
+   *
+   * `after`: the position the caller expects the batch to follow (the last non-late position it handed over
+   * before, `null` for none). A writer that pipelines batches passes it, so that when one batch fails, the
+   * batches already queued behind it are refused instead of being written after a hole.
    */
-  write(records: readonly SinkRecord[]): Promise<Commit> {
+  write(records: readonly SinkRecord[], options: { after?: Cursor | null } = {}): Promise<Commit> {
     if (this.#closed) return Promise.reject(new SinkError(`file sink: ${this.dir} is closed; open it again`));
     return new Promise<Commit>((resolve, reject) => {
       this.#enqueue(async () => {
         try {
+          if (options.after !== undefined) {
+            if (this.#broken) await this.#rollBack();
+            this.#checkFollows(options.after);
+          }
           await this.#append([...records], resolve, reject);
         } catch (error) {
           reject(error);
@@ -618,6 +626,18 @@ export class FileSink {
 
   #serially<T>(step: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => this.#enqueue(() => step().then(resolve, reject)));
+  }
+
+  #checkFollows(after: Cursor | null): void {
+    const at = this.#appended;
+    const same =
+      at === undefined ? after === null : after !== null && after.epoch === at.epoch && after.seq === at.seq;
+    if (!same) {
+      throw new SinkError(
+        `file sink: batch out of sequence (it follows ${JSON.stringify(after)}, the output ends at ` +
+          `${JSON.stringify(at ?? null)}): an earlier batch failed; resend from the cursor`,
+      );
+    }
   }
 
   async #append(

@@ -396,6 +396,30 @@ function registerTests(): void {
     }
   });
 
+  test("file sink: a batch pipelined behind a failed one is refused when it names the batch it follows", async (t) => {
+    const dir = tempDir(t);
+    let now = DAY1;
+    const sink = await openFileSink(dir, { now: () => now });
+    await sink.write([entry(1)], { after: null });
+    const blocker = join(dir, "log-2026-11-25.jsonl");
+    mkdirSync(blocker);
+    now = DAY2;
+    // Both handed over before the first fails, as a drainer pipelines them.
+    const failed = sink.write([entry(2), entry(3)], { after: { epoch: 1, seq: 1 } });
+    const behind = sink.write([entry(4)], { after: { epoch: 1, seq: 3 } });
+    await assert.rejects(failed, SinkError);
+    await assert.rejects(behind, /out of sequence/);
+    rmdirSync(blocker);
+    // Without `after` a batch is only checked for order, which a hole passes: the reason for `after`.
+    await sink.write([entry(2), entry(3)], { after: { epoch: 1, seq: 1 } });
+    await sink.write([entry(4)], { after: { epoch: 1, seq: 3 } });
+    await sink.close();
+    const written = [...lines(join(dir, files(dir)[0]!)), ...lines(blocker)].map(
+      (line) => JSON.parse(line).seq,
+    );
+    assert.deepEqual(written, [1, 2, 3, 4]);
+  });
+
   test("file sink: ENOSPC mid-batch (rotation onto /dev/full) undoes the batch and keeps the cursor", async (t) => {
     if (!existsSync("/dev/full")) {
       t.skip("no /dev/full here");
