@@ -2,7 +2,13 @@
 // per server, with keys placed by ketama consistent hashing and concurrent gets merged into multi-gets.
 import { ClientError, ConfigError, ConnectionClosedError, ProtocolError } from "../errors.js";
 import { keyLength, validateKey } from "../protocol/keys.js";
-import { replyError, type MetaFlag, type ReplyFrame, type ValueFrame } from "../protocol/reply-parser.js";
+import {
+  replyError,
+  type MetaFlag,
+  type RawValueReceiver,
+  type ReplyFrame,
+  type ValueFrame,
+} from "../protocol/reply-parser.js";
 import {
   encodeCas,
   encodeDecr,
@@ -61,6 +67,14 @@ export interface GetResult {
   flags: number;
   /** Present for gets/gats. */
   cas?: bigint;
+}
+
+/** Values found by getManyRanges: key i's value is `buffers[i]` from `starts[i]` to `ends[i]`. */
+export interface ValueRanges {
+  /** The buffer holding each key's value, undefined where the key was missing. */
+  buffers: Array<Buffer | undefined>;
+  starts: Uint32Array;
+  ends: Uint32Array;
 }
 
 export interface StoreOptions {
@@ -280,44 +294,58 @@ export class Client {
    * that walk keys by position (memcached answers a multi-get in the order of its keys).
    */
   async getMany(keys: readonly string[]): Promise<Array<Buffer | undefined>> {
+    const { buffers, starts, ends } = await this.getManyRanges(keys);
     const values = new Array<Buffer | undefined>(keys.length).fill(undefined);
+    for (let i = 0; i < keys.length; i++) values[i] = buffers[i]?.subarray(starts[i], ends[i]);
+    return values;
+  }
+
+  /**
+   * getMany for bulk readers: the values as byte ranges of the reply buffers, with no object or Buffer made
+   * per value. Key i's value is `buffers[i]` from `starts[i]` to `ends[i]` (`buffers[i]` undefined where
+   * missing); a buffer holds many values and other reply bytes, so read only the range. Each reply's keys are
+   * checked, in order, against the keys asked (a mismatch fails the connection, as for every get).
+   */
+  async getManyRanges(keys: readonly string[]): Promise<ValueRanges> {
+    const n = keys.length;
+    const ranges: ValueRanges = {
+      buffers: new Array<Buffer | undefined>(n).fill(undefined),
+      starts: new Uint32Array(n),
+      ends: new Uint32Array(n),
+    };
+    // Each key is checked once; its wire form (how a reply names it) comes from its length in bytes.
+    const wire = new Array<string>(n);
     const groups = new Map<number, number[]>();
     const single = this.#connections.length === 1;
-    for (let i = 0; i < keys.length; i++) {
+    for (let i = 0; i < n; i++) {
       const key = keys[i]!;
-      keyLength(key, false);
+      wire[i] = keyLength(key, false) === key.length ? key : wireKey(key);
       const server = single ? 0 : this.serverIndex(key);
       const group = groups.get(server);
       if (group === undefined) groups.set(server, [i]);
       else group.push(i);
     }
-    const requests: Promise<void>[] = [];
+    const requests: Promise<unknown>[] = [];
     for (const [server, indexes] of groups) {
       for (let start = 0; start < indexes.length; start += MAX_KEYS_PER_GET) {
-        const slice = indexes.slice(start, start + MAX_KEYS_PER_GET);
-        const wire = slice.map((i) => wireKey(keys[i]!));
-        const request = this.#ordered(server).request(
-          encodeGet(slice.map((i) => keys[i]!)),
-          ReplyShape.untilEnd,
-          "get",
-          new Set(wire),
-        );
-        requests.push(
-          request.then((frames) => {
-            let at = 0;
-            for (const frame of frames) {
-              if (frame.kind !== "VALUE") continue;
-              while (at < wire.length && wire[at] !== frame.key) at++;
-              if (at === wire.length) throw unexpected("get", frame); // answered out of order
-              values[slice[at]!] = frame.value;
-              at++;
-            }
-          }),
-        );
+        const end = Math.min(indexes.length, start + MAX_KEYS_PER_GET);
+        const slice = start === 0 && end === indexes.length ? indexes : indexes.slice(start, end);
+        const asked = new Array<string>(slice.length);
+        let text = "get";
+        let ascii = true;
+        for (let j = 0; j < slice.length; j++) {
+          const i = slice[j]!;
+          asked[j] = wire[i]!;
+          text += ` ${keys[i]!}`;
+          if (wire[i] !== keys[i]) ascii = false;
+        }
+        const bytes = Buffer.from(`${text}\r\n`, ascii ? "latin1" : "utf8");
+        const receiver = new RangesInOrder(ranges, slice, asked);
+        requests.push(this.#ordered(server).request(bytes, ReplyShape.untilEnd, "get", undefined, receiver));
       }
     }
     await Promise.all(requests);
-    return values;
+    return ranges;
   }
 
   /** Validates the keys and sorts them by server, noting whether each server's keys are all ASCII. */
@@ -723,6 +751,52 @@ function oneKey(key: string): ReadonlySet<string> {
 
 function isAscii(key: string): boolean {
   return /^[\x00-\x7f]*$/.test(key);
+}
+
+/**
+ * Receives one multi-get's values in place (see getManyRanges): memcached answers in the order of the keys,
+ * skipping missing ones, so each key must be one still ahead in the list; anything else is out of step.
+ */
+class RangesInOrder implements RawValueReceiver {
+  #at = 0;
+  readonly #ranges: ValueRanges;
+  readonly #indexes: readonly number[];
+  readonly #wire: readonly string[];
+
+  constructor(ranges: ValueRanges, indexes: readonly number[], wire: readonly string[]) {
+    this.#ranges = ranges;
+    this.#indexes = indexes;
+    this.#wire = wire;
+  }
+
+  key(buf: Buffer, start: number, end: number): void {
+    const wire = this.#wire;
+    let at = this.#at;
+    while (at < wire.length && !sameKey(wire[at]!, buf, start, end)) at++;
+    if (at === wire.length) {
+      throw new ProtocolError(
+        `get got a value for key ${JSON.stringify(buf.toString("latin1", start, end))}, which it did not ask ` +
+          "for (or not in the order asked)",
+      );
+    }
+    this.#at = at;
+  }
+
+  value(buf: Buffer, start: number, end: number): void {
+    const i = this.#indexes[this.#at++]!;
+    const ranges = this.#ranges;
+    ranges.buffers[i] = buf;
+    ranges.starts[i] = start;
+    ranges.ends[i] = end;
+  }
+}
+
+/** Whether `buf[start..end)` is the wire key (one character per byte). */
+function sameKey(wire: string, buf: Buffer, start: number, end: number): boolean {
+  if (end - start !== wire.length) return false;
+  // Keys of one stream share their start: compare from the end, where they differ.
+  for (let i = wire.length - 1; i >= 0; i--) if (buf[start + i] !== wire.charCodeAt(i)) return false;
+  return true;
 }
 
 function valuesByKey(frames: readonly ReplyFrame[]): Map<string, GetResult> {

@@ -2,7 +2,7 @@
 // tick), replies are matched to them in order, and every failure becomes a typed error naming the server.
 import net from "node:net";
 import { ConnectionClosedError, MemipcError, OverloadError, ProtocolError, TimeoutError } from "../errors.js";
-import { ReplyParser, replyError, type ReplyFrame } from "../protocol/reply-parser.js";
+import { ReplyParser, replyError, type RawValueReceiver, type ReplyFrame } from "../protocol/reply-parser.js";
 import type { Encoded } from "../protocol/request-encoder.js";
 
 /** How the end of a request's reply is recognised. */
@@ -37,6 +37,8 @@ interface Pending {
   shape: ReplyShape;
   /** Keys a VALUE frame may carry (get-like requests); any other key means the stream is out of step. */
   keys: ReadonlySet<string> | undefined;
+  /** Takes the reply's VALUEs in place of frames (get-like requests; see ReplyParserOptions.rawValues). */
+  raw: RawValueReceiver | undefined;
   /** Command name, for error messages. */
   command: string;
   frames: ReplyFrame[];
@@ -53,7 +55,8 @@ export class ServerConnection {
   readonly name: string;
   #socket: net.Socket | undefined;
   #state: State = State.idle;
-  #parser = new ReplyParser();
+  readonly #rawValues = (): RawValueReceiver | undefined => this.#inflight[this.#head]?.raw;
+  #parser = new ReplyParser({ rawValues: this.#rawValues });
   /** Sent (or about to be sent) and waiting for replies, oldest first. */
   #inflight: Pending[] = [];
   #head = 0;
@@ -83,12 +86,16 @@ export class ServerConnection {
     return this.#inflight.length - this.#head;
   }
 
-  /** Queues one request; the promise settles with the frames of its reply. */
+  /**
+   * Queues one request; the promise settles with the frames of its reply. With `raw`, VALUE replies go to it
+   * instead of becoming frames (it checks their keys).
+   */
   request(
     bytes: Encoded,
     shape: ReplyShape,
     command: string,
     keys?: ReadonlySet<string>,
+    raw?: RawValueReceiver,
   ): Promise<ReplyFrame[]> {
     if (this.#closed) {
       return Promise.reject(new ConnectionClosedError(`${command} to ${this.name}: the client was closed`));
@@ -120,6 +127,7 @@ export class ServerConnection {
       this.#inflight.push({
         shape,
         keys,
+        raw,
         command,
         frames: [],
         deadline: Date.now() + this.options.timeout,
@@ -159,7 +167,7 @@ export class ServerConnection {
     this.#state = State.connecting;
     const socket = net.connect({ host: this.options.host, port: this.options.port, noDelay: true });
     this.#socket = socket;
-    this.#parser = new ReplyParser();
+    this.#parser = new ReplyParser({ rawValues: this.#rawValues });
     socket.setTimeout(this.options.connectTimeout);
     socket.once("connect", () => {
       socket.setTimeout(0);

@@ -6,6 +6,7 @@ export {
   type ClientOptions,
   type ServerAddress,
   type GetResult,
+  type ValueRanges,
   type StoreOptions,
   type CasResult,
   type MetaReply,

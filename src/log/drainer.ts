@@ -32,7 +32,7 @@ import {
   Layout,
   MAX_EPOCH,
   MAX_LIMIT,
-  decodeEntry,
+  decodeEntryAt,
   drainerKey,
   entryKey,
   headKey,
@@ -40,6 +40,7 @@ import {
   rolledKey,
   splitHead,
   streamAddress,
+  type EntryFields,
   type StreamAddress,
 } from "./layout.js";
 
@@ -217,6 +218,8 @@ export class Drainer {
   #lastHeadRead = 0;
   /** The last step stopped at a missing number still within its hole timeout. */
   #waitingAtHole = false;
+  /** Scratch for decoding one stored entry at a time. */
+  readonly #decoded: EntryFields = { t: undefined, n: undefined, d: undefined, dataJson: undefined };
 
   constructor(client: Client, options: Partial<DrainerOptions> & { openSink: () => Promise<LogSink> }) {
     this.#client = client;
@@ -711,15 +714,18 @@ export class Drainer {
   /** The entries present among `from`..`to` of `epoch`, by number. */
   async #fetch(epoch: number, from: number, to: number): Promise<Fetched> {
     const keys: string[] = [];
-    for (let seq = from; seq <= to; seq++) keys.push(entryKey(this.address, epoch, seq));
-    const values = await this.#client.getMany(keys);
+    // entryKey's form, its fixed part made once.
+    const prefix = entryKey(this.address, epoch, 0).slice(0, -1);
+    for (let seq = from; seq <= to; seq++) keys.push(prefix + seq);
+    const { buffers, starts, ends } = await this.#client.getManyRanges(keys);
     const entries = new Array<EntryRecord | undefined>(keys.length);
     let found = 0;
     const now = this.options.clock();
+    const entry = this.#decoded;
     for (let i = 0; i < keys.length; i++) {
-      const value = values[i];
-      if (value === undefined) continue;
-      const entry = decodeEntry(value);
+      const buffer = buffers[i];
+      if (buffer === undefined) continue;
+      decodeEntryAt(buffer, starts[i]!, ends[i]!, entry);
       entries[i] = {
         kind: "entry",
         epoch,
@@ -727,6 +733,7 @@ export class Drainer {
         time: entry.t ?? now,
         node: entry.n ?? "",
         data: entry.d,
+        dataJson: entry.dataJson,
       };
       found++;
     }
@@ -740,15 +747,22 @@ export class Drainer {
   #commit(records: SinkRecord[], keys: string[], gaps: GapRecord[]): void {
     const sink = this.#sink!;
     // Each batch names the one it follows, so a batch queued behind a failed one is refused, not written
-    // after a hole (the run then starts again from the durable cursor).
+    // after a hole (the run then starts again from the durable cursor). Counted now, so the records can go
+    // once the sink has them (they would live on until the fsync).
     const after = this.#handed ?? null;
+    let entries = 0;
+    let late = 0;
     for (const record of records) {
       if (record.kind === "gap") this.#handed = { epoch: record.epoch, seq: record.to };
-      else if (record.late !== true) this.#handed = { epoch: record.epoch, seq: record.seq };
+      else {
+        entries++;
+        if (record.late === true) late++;
+        else this.#handed = { epoch: record.epoch, seq: record.seq };
+      }
     }
     const done = sink.write(records, { after }).then(
       async (commit) => {
-        this.#committed(commit, records, gaps);
+        this.#committed(commit, entries, late, gaps);
         if (keys.length > 0) await this.#client.deleteMulti(keys);
         await this.#updateProcess(commit);
       },
@@ -772,15 +786,9 @@ export class Drainer {
     if (this.#failure !== undefined) throw this.#failure;
   }
 
-  #committed(commit: Commit, records: readonly SinkRecord[], gaps: readonly GapRecord[]): void {
+  #committed(commit: Commit, entries: number, late: number, gaps: readonly GapRecord[]): void {
     const now = this.options.clock();
-    let entries = 0;
-    for (const record of records) {
-      if (record.kind === "entry") {
-        entries++;
-        if (record.late === true) this.#late++;
-      }
-    }
+    this.#late += late;
     this.#entries += entries;
     this.#gaps += gaps.length;
     this.#lastDrainAt = now;

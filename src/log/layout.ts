@@ -162,3 +162,126 @@ function decodeSimple(text: string): StoredEntry | undefined {
   if (!PLAIN_STRING.test(node) || !PLAIN_STRING.test(data)) return undefined;
   return { t: Number(digits), n: node.slice(1, -1), d: data.slice(1, -1) };
 }
+
+/** A stored entry as decodeEntryAt reads it. */
+export interface EntryFields {
+  t: number | undefined;
+  n: string | undefined;
+  d: unknown;
+  /** The payload as JSON text, when the stored text can be written out as it is (else undefined). */
+  dataJson: string | undefined;
+}
+
+const OPEN = '{"t":';
+const NODE_KEY = ',"n":"';
+const DATA_KEY = '","d":';
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+/** Bytes inside a JSON string by kind: plain ASCII, UTF-8 (non-ASCII), or special (" \ and controls). */
+const PLAIN = 0;
+const NON_ASCII = 1;
+const SPECIAL = 2;
+const BYTE_KIND = Uint8Array.from({ length: 256 }, (_, c) =>
+  c === QUOTE || c === BACKSLASH || c < 0x20 ? SPECIAL : c > 0x7f ? NON_ASCII : PLAIN,
+);
+const MAX_CACHED_NODE = 256; // bytes of a node name worth keeping to compare with the next entry's
+
+/** The last node name read, as bytes and text: a window's entries usually come from few nodes. */
+const lastNode = { bytes: Buffer.alloc(MAX_CACHED_NODE), length: -1, text: "" };
+
+/**
+ * decodeEntry for `buf[start..end)`, into `out` (the caller's, reused: nothing is made per entry but strings).
+ * What encodeEntry writes with a string payload (the usual log line) is read straight from the bytes, with no
+ * JSON.parse, and its payload's JSON text is kept in `dataJson`, so it can be written out again as it is;
+ * escapes other than the ones JSON.stringify writes, and anything else, take decodeEntry's path.
+ */
+export function decodeEntryAt(buf: Buffer, start: number, end: number, out: EntryFields): void {
+  if (!readSimple(buf, start, end, out)) {
+    const entry = decodeEntry(buf.subarray(start, end));
+    out.t = entry.t;
+    out.n = entry.n;
+    out.d = entry.d;
+    out.dataJson = undefined;
+  }
+}
+
+function readSimple(buf: Buffer, start: number, end: number, out: EntryFields): boolean {
+  if (end - start < 19 || buf[end - 1] !== 0x7d || !startsWith(buf, start, end, OPEN)) return false;
+  // "t": 1 to 15 digits (exact as a number; ms since 1970 take 13).
+  let i = start + OPEN.length;
+  let time = 0;
+  const digitsEnd = Math.min(end, i + 16);
+  for (; i < digitsEnd; i++) {
+    const digit = buf[i]! - 0x30;
+    if (digit < 0 || digit > 9) break;
+    time = time * 10 + digit;
+  }
+  const digits = i - start - OPEN.length;
+  if (digits === 0 || digits > 15 || !startsWith(buf, i, end, NODE_KEY)) return false;
+  // "n": a string with no escapes.
+  const nodeStart = i + NODE_KEY.length;
+  let ascii = true;
+  for (i = nodeStart; i < end; i++) {
+    const kind = BYTE_KIND[buf[i]!]!;
+    if (kind === PLAIN) continue;
+    if (kind === NON_ASCII) ascii = false;
+    else if (buf[i] === QUOTE) break;
+    else return false;
+  }
+  const nodeEnd = i;
+  if (!startsWith(buf, nodeEnd, end, DATA_KEY)) return false;
+  // "d": a string, its last byte the one before the closing brace; escapes only as JSON.stringify writes them.
+  const dataStart = nodeEnd + DATA_KEY.length;
+  const dataEnd = end - 1;
+  if (dataEnd - dataStart < 2 || buf[dataStart] !== QUOTE || buf[dataEnd - 1] !== QUOTE) return false;
+  let escapes = false;
+  let dataAscii = true;
+  for (i = dataStart + 1; i < dataEnd - 1; i++) {
+    const kind = BYTE_KIND[buf[i]!]!;
+    if (kind === PLAIN) continue;
+    if (kind === NON_ASCII) dataAscii = false;
+    else if (buf[i] === BACKSLASH) {
+      i++;
+      // The last character is the closing quote: a backslash may not take it.
+      if (i >= dataEnd - 1 || !STRINGIFY_ESCAPES.has(buf[i]!)) return false;
+      escapes = true;
+    } else return false;
+  }
+  out.t = time;
+  out.n = nodeText(buf, nodeStart, nodeEnd, ascii);
+  const json = buf.toString(dataAscii ? "latin1" : "utf8", dataStart, dataEnd);
+  out.dataJson = json;
+  out.d = escapes ? (JSON.parse(json) as string) : json.slice(1, -1);
+  return true;
+}
+
+/** The escapes JSON.stringify writes (besides \u00xx, which is left to the slow path): \" \\ \b \f \n \r \t. */
+const STRINGIFY_ESCAPES = new Set([0x22, 0x5c, 0x62, 0x66, 0x6e, 0x72, 0x74]);
+
+function startsWith(buf: Buffer, at: number, end: number, text: string): boolean {
+  if (at + text.length > end) return false;
+  for (let i = 0; i < text.length; i++) if (buf[at + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
+function nodeText(buf: Buffer, start: number, end: number, ascii: boolean): string {
+  const length = end - start;
+  const cached = lastNode.bytes;
+  if (length === lastNode.length) {
+    let same = true;
+    for (let i = 0; i < length; i++) {
+      if (buf[start + i] !== cached[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return lastNode.text;
+  }
+  const text = buf.toString(ascii ? "latin1" : "utf8", start, end);
+  if (length <= MAX_CACHED_NODE) {
+    buf.copy(cached, 0, start, end);
+    lastNode.length = length;
+    lastNode.text = text;
+  }
+  return text;
+}

@@ -14,6 +14,7 @@ export type {
   ReplyFrame,
   ReplyCallback,
   ReplyParserOptions,
+  RawValueReceiver,
   ValueFrame,
   MetaValueFrame,
   MetaStatusFrame,

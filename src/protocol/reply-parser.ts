@@ -98,6 +98,20 @@ export interface ReplyParserOptions {
   maxLineLength?: number;
   /** Largest data block accepted, in bytes; set it to the server's item size limit to bound memory sooner. */
   maxValueSize?: number;
+  /**
+   * Asked at each VALUE header: a receiver takes that value's key and bytes in place of a ValueFrame (no frame,
+   * key string or Buffer is made for it); undefined makes the frame as usual. A client sets this to the
+   * receiver of the request the reply belongs to.
+   */
+  rawValues?: () => RawValueReceiver | undefined;
+}
+
+/** Takes VALUE replies as byte ranges (see ReplyParserOptions.rawValues). */
+export interface RawValueReceiver {
+  /** A VALUE header's key, `buf[start..end)` (its bytes). Throw a ProtocolError if it was not asked for. */
+  key(buf: Buffer, start: number, end: number): void;
+  /** That value's data block, `buf[start..end)`, and its client flags (a cas unique is dropped). Not copied. */
+  value(buf: Buffer, start: number, end: number, flags: number): void;
 }
 
 const CR = 13;
@@ -168,13 +182,18 @@ export class ReplyParser {
   private headerMeta: readonly MetaFlag[] = EMPTY_FLAGS;
   private blockSize = 0;
   private block: Buffer | undefined = undefined;
+  /** Where the block starts in `block` (a raw value read in place from its chunk). */
+  private blockAt = 0;
   private blockFilled = 0;
+  private readonly rawValues: (() => RawValueReceiver | undefined) | undefined;
+  private headerRaw: RawValueReceiver | undefined = undefined;
   private trailerSeen = 0;
   private failure: Error | undefined = undefined;
 
   constructor(options: ReplyParserOptions = {}) {
     this.maxLineLength = options.maxLineLength ?? DEFAULT_MAX_REPLY_LINE_LENGTH;
     this.maxValueSize = options.maxValueSize ?? DEFAULT_MAX_REPLY_VALUE_SIZE;
+    this.rawValues = options.rawValues;
     if (!Number.isInteger(this.maxLineLength) || this.maxLineLength < 16) {
       throw new ConfigError(
         `maxLineLength ${this.maxLineLength} is too small: give a whole number of at least 16 bytes`,
@@ -255,11 +274,18 @@ export class ReplyParser {
     if (this.block === undefined) {
       // First bytes of the block: hand out a view when the whole block is in this chunk.
       if (end - pos >= size) {
-        this.block = size === 0 ? EMPTY_VALUE : chunk.subarray(pos, pos + size);
+        if (this.headerRaw !== undefined) {
+          this.block = chunk;
+          this.blockAt = pos;
+        } else {
+          this.block = size === 0 ? EMPTY_VALUE : chunk.subarray(pos, pos + size);
+          this.blockAt = 0;
+        }
         this.blockFilled = size;
         pos += size;
       } else {
         this.block = Buffer.allocUnsafe(size);
+        this.blockAt = 0;
         this.blockFilled = 0;
       }
     }
@@ -278,10 +304,14 @@ export class ReplyParser {
     }
     const value = this.block;
     const header = this.header;
+    const raw = this.headerRaw;
     this.header = HEADER_NONE;
     this.block = undefined;
+    this.headerRaw = undefined;
     this.trailerSeen = 0;
-    if (header === HEADER_VALUE) {
+    if (raw !== undefined) {
+      raw.value(value, this.blockAt, this.blockAt + size, this.headerFlags);
+    } else if (header === HEADER_VALUE) {
       const frame: ValueFrame = {
         kind: "VALUE",
         key: this.headerKey,
@@ -369,7 +399,9 @@ export class ReplyParser {
     let s = t + 1;
     let e = tokenEnd(buf, s, end);
     if (e === s) throw badLine(buf, start, end, "has no key");
-    const key = buf.toString("latin1", s, e);
+    const raw = this.rawValues?.();
+    if (raw !== undefined) raw.key(buf, s, e);
+    const key = raw === undefined ? buf.toString("latin1", s, e) : "";
     s = e + 1;
     e = tokenEnd(buf, s, end);
     const flags = parseUint(buf, s, e);
@@ -385,6 +417,7 @@ export class ReplyParser {
       if (cas === undefined || e !== end) throw badLine(buf, start, end, "has a bad cas unique");
     }
     this.header = HEADER_VALUE;
+    this.headerRaw = raw;
     this.headerKey = key;
     this.headerFlags = flags;
     this.headerCas = cas;

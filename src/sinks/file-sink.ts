@@ -37,6 +37,11 @@ export interface EntryRecord {
   time: number;
   node: string;
   data: unknown;
+  /**
+   * `data` as JSON text, when the drainer already has it (read straight from the stored entry): JSON Lines
+   * writes it as it is instead of JSON.stringify(data). It must be exactly JSON.stringify(data).
+   */
+  dataJson?: string | undefined;
   late?: boolean;
 }
 
@@ -158,11 +163,12 @@ export function formatJsonLine(record: SinkRecord, now: number): string {
     return `${JSON.stringify({ epoch, time: iso(now), ms: now, gap: { from, to, reason } })}\n`;
   }
   // Built by hand, in the order above: this runs once per entry on the drainer's hot path.
-  const data = JSON.stringify(record.data === undefined ? null : record.data);
+  const data = record.dataJson ?? JSON.stringify(record.data === undefined ? null : record.data);
   if (data === undefined) throw new TypeError("the entry's data has no JSON form");
   const node = NODE_CACHE.node === record.node ? NODE_CACHE.json : cacheNode(record.node);
   const late = record.late === true ? ',"late":true' : "";
-  return `{"seq":${record.seq},"epoch":${record.epoch},"time":"${iso(record.time)}","ms":${record.time},"node":${node},"data":${data}${late}}\n`;
+  const time = record.time === TIME_CACHE.ms ? TIME_CACHE.text : cacheTime(record.time);
+  return `{"seq":${record.seq},"epoch":${record.epoch}${time},"node":${node},"data":${data}${late}}\n`;
 }
 
 /** The last node name written, as JSON: consecutive entries usually come from few nodes. */
@@ -171,6 +177,42 @@ function cacheNode(node: string): string {
   NODE_CACHE.node = node;
   NODE_CACHE.json = JSON.stringify(node);
   return NODE_CACHE.json;
+}
+
+/** The time fields of the last entry written: a batch's entries often share their millisecond. */
+const TIME_CACHE = { ms: NaN, text: "" };
+function cacheTime(ms: number): string {
+  TIME_CACHE.text = `,"time":"${iso(ms)}","ms":${ms}`;
+  TIME_CACHE.ms = ms;
+  return TIME_CACHE.text;
+}
+
+const KEEP_BYTES = 16 * 1024 * 1024; // a batch buffer larger than this is dropped after its batch
+
+/** A batch's lines encoded straight into one growing buffer, as UTF-8 (no byte count or list of lines). */
+class LineEncoder {
+  buffer = Buffer.allocUnsafe(64 * 1024);
+  length = 0;
+
+  /** Appends a line (any text). */
+  text(line: string): void {
+    this.#reserve(line.length * 3);
+    this.length += this.buffer.write(line, this.length, "utf8");
+  }
+
+  /** Lets a large buffer go once its batch is written. */
+  release(): void {
+    if (this.buffer.length > KEEP_BYTES) this.buffer = Buffer.allocUnsafe(64 * 1024);
+    this.length = 0;
+  }
+
+  #reserve(bytes: number): void {
+    const need = this.length + bytes;
+    if (need <= this.buffer.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(need, this.buffer.length * 2));
+    this.buffer.copy(grown, 0, 0, this.length);
+    this.buffer = grown;
+  }
 }
 
 /**
@@ -218,12 +260,6 @@ function parseJsonLine(line: string): { cursor: Cursor; late: boolean } | undefi
 
 function isCount(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
-}
-
-function positionOf(record: SinkRecord): Cursor {
-  return record.kind === "gap"
-    ? { epoch: record.epoch, seq: record.to }
-    : { epoch: record.epoch, seq: record.seq };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -315,7 +351,8 @@ interface Waiter {
   cursor: Cursor | undefined;
   file: SinkFileName;
   size: number;
-  records: SinkRecord[];
+  /** The batch's records by kind (counted at append: the records themselves are not kept until the fsync). */
+  counts: { records: number; entries: number; gaps: number; late: number };
   bytes: number;
   resolve: (commit: Commit) => void;
   reject: (error: unknown) => void;
@@ -358,6 +395,8 @@ export class FileSink {
   #appended: Cursor | undefined;
   #durable: Cursor | undefined;
   #waiters: Waiter[] = [];
+  /** The batch being appended, as bytes (one batch at a time: appends run one after another). */
+  readonly #encoder = new LineEncoder();
   #chain: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #lastSyncAt = 0; // Date.now() of the last fsync: group commit spaces them by real time, not the injected clock
@@ -648,66 +687,76 @@ export class FileSink {
     if (this.#broken) await this.#rollBack();
     const now = this.#now();
     // Check and encode the whole batch before touching a file: a bad record writes nothing.
-    let position = this.#appended;
-    const lines: string[] = [];
-    const sizes: number[] = [];
+    let epoch = this.#appended?.epoch;
+    let seq = this.#appended?.seq ?? 0;
+    const out = this.#encoder;
+    out.length = 0;
+    const jsonl = this.format === "jsonl";
+    let gaps = 0;
+    let lates = 0;
+    /** Where each line ends in `out`. */
+    const ends: number[] = [];
     for (const record of records) {
-      const at = positionOf(record);
-      if (!isCount(at.epoch) || !isCount(at.seq) || (record.kind === "gap" && !isCount(record.from))) {
+      const atEpoch = record.epoch;
+      const atSeq = record.kind === "gap" ? record.to : record.seq;
+      if (!isCount(atEpoch) || !isCount(atSeq) || (record.kind === "gap" && !isCount(record.from))) {
         throw new SinkError(
-          `file sink: record ${JSON.stringify(at)} has a position that is not a whole number`,
+          `file sink: record ${JSON.stringify({ epoch: atEpoch, seq: atSeq })} has a position that is not a whole number`,
         );
       }
       const late = record.kind === "entry" && record.late === true;
-      const sameEpoch = position !== undefined && at.epoch === position.epoch;
-      if (late ? sameEpoch && at.seq > position!.seq : sameEpoch && at.seq <= position!.seq) {
+      if (record.kind === "gap") gaps++;
+      else if (late) lates++;
+      const sameEpoch = epoch !== undefined && atEpoch === epoch;
+      if (late ? sameEpoch && atSeq > seq : sameEpoch && atSeq <= seq) {
         throw new SinkError(
-          `file sink: record at epoch ${at.epoch} seq ${at.seq} is out of order (last written: epoch ` +
-            `${position?.epoch} seq ${position?.seq}); only late entries may go back, and they may not go forward`,
+          `file sink: record at epoch ${atEpoch} seq ${atSeq} is out of order (last written: epoch ` +
+            `${epoch} seq ${epoch === undefined ? undefined : seq}); only late entries may go back, and they may not go forward`,
         );
       }
-      if (!late) position = at;
-      if (record.kind === "entry" && !Number.isFinite(record.time)) {
-        throw new SinkError(`file sink: entry at epoch ${at.epoch} seq ${at.seq} has no valid time`);
+      if (!late) {
+        epoch = atEpoch;
+        seq = atSeq;
       }
-      let line: string;
+      if (record.kind === "entry" && !Number.isFinite(record.time)) {
+        throw new SinkError(`file sink: entry at epoch ${atEpoch} seq ${atSeq} has no valid time`);
+      }
       try {
-        line = this.format === "jsonl" ? formatJsonLine(record, now) : formatRawLine(record, now);
+        out.text(jsonl ? formatJsonLine(record, now) : formatRawLine(record, now));
       } catch (error) {
-        throw new SinkError(`file sink: entry at epoch ${at.epoch} seq ${at.seq} cannot be written as JSON`, {
+        throw new SinkError(`file sink: entry at epoch ${atEpoch} seq ${atSeq} cannot be written as JSON`, {
           cause: error,
         });
       }
-      lines.push(line);
-      sizes.push(Buffer.byteLength(line, "utf8"));
+      ends.push(out.length);
     }
     if (records.length === 0) {
       resolve(this.#commitOf(0, 0, this.#durableMark.file));
       return;
     }
+    const position: Cursor | undefined = epoch === undefined ? undefined : { epoch, seq };
 
-    let bytes = 0;
+    const bytes = out.length;
     try {
       await this.#ensureDay(now);
-      // One buffer per file touched: encoding line by line costs more than the lines themselves.
+      // One write per file touched, straight from the batch's buffer.
       let start = 0;
-      let chunkBytes = 0;
-      for (let i = 0; i < lines.length; i++) {
-        const size = sizes[i]!;
+      for (let i = 0; i < ends.length; i++) {
+        const lineStart = i === 0 ? 0 : ends[i - 1]!;
         const current = this.#current!;
-        if (current.size + chunkBytes > 0 && current.size + chunkBytes + size > this.maxBytes) {
-          await this.#writeAll(current, lines.slice(start, i), chunkBytes);
-          start = i;
-          chunkBytes = 0;
+        const chunkBytes = lineStart - start;
+        if (current.size + chunkBytes > 0 && current.size + ends[i]! - start > this.maxBytes) {
+          await this.#writeAll(current, out.buffer.subarray(start, lineStart));
+          start = lineStart;
           await this.#rotate(current.name.day);
         }
-        chunkBytes += size;
-        bytes += size;
       }
-      await this.#writeAll(this.#current!, start === 0 ? lines : lines.slice(start), chunkBytes);
+      await this.#writeAll(this.#current!, out.buffer.subarray(start, bytes));
     } catch (error) {
       await this.#rollBack().catch(() => undefined);
       throw error instanceof SinkError ? error : ioError("append to", this.#current?.path ?? this.dir, error);
+    } finally {
+      out.release();
     }
     this.#appended = position;
     const current = this.#current!;
@@ -715,7 +764,7 @@ export class FileSink {
       cursor: position,
       file: current.name,
       size: current.size,
-      records,
+      counts: { records: records.length, entries: records.length - gaps, gaps, late: lates },
       bytes,
       resolve,
       reject,
@@ -723,12 +772,7 @@ export class FileSink {
     this.#scheduleSync();
   }
 
-  async #writeAll(file: OpenFile, chunk: string[], length: number): Promise<void> {
-    if (length === 0) return;
-    // Line by line into one buffer: far cheaper here than joining the lines and encoding the result.
-    const buffer = Buffer.allocUnsafe(length);
-    let at = 0;
-    for (const line of chunk) at += buffer.write(line, at, "utf8");
+  async #writeAll(file: OpenFile, buffer: Buffer): Promise<void> {
     let done = 0;
     while (done < buffer.length) {
       const { bytesWritten } = await file.handle.write(buffer, done, buffer.length - done);
@@ -856,19 +900,16 @@ export class FileSink {
     this.#opened = [];
     const at = this.#now();
     for (const waiter of waiters) {
-      for (const record of waiter.records) {
-        this.#metrics.records++;
-        if (record.kind === "gap") this.#metrics.gaps++;
-        else {
-          this.#metrics.entries++;
-          if (record.late === true) this.#metrics.late++;
-        }
-      }
+      const counts = waiter.counts;
+      this.#metrics.records += counts.records;
+      this.#metrics.entries += counts.entries;
+      this.#metrics.gaps += counts.gaps;
+      this.#metrics.late += counts.late;
       this.#metrics.bytes += waiter.bytes;
       this.#metrics.lastCommitAt = at;
     }
     for (const waiter of waiters) {
-      waiter.resolve(this.#commitOf(waiter.records.length, waiter.bytes, waiter.file, durably));
+      waiter.resolve(this.#commitOf(waiter.counts.records, waiter.bytes, waiter.file, durably));
     }
   }
 

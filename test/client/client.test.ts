@@ -148,6 +148,32 @@ function clientSuite(target: Target): void {
       );
     });
 
+    test("getManyRanges gives each value as a range of a reply buffer, in the order asked", async () => {
+      await client.set(key("gr1"), "one");
+      await client.set(key("gr-é"), "twö");
+      await client.set(key("gr-empty"), "");
+      const keys = [key("gr-none"), key("gr1"), key("gr-é"), key("gr-empty"), key("gr1")];
+      const { buffers, starts, ends } = await client.getManyRanges(keys);
+      const read = (i: number) => buffers[i]?.toString("utf8", starts[i], ends[i]);
+      assert.deepEqual(
+        keys.map((_, i) => read(i)),
+        [undefined, "one", "twö", "", "one"],
+      );
+      const many = Array.from({ length: 250 }, (_, i) => key(`grm${i}`));
+      await Promise.all(many.filter((_, i) => i % 4 === 0).map((k) => client.set(k, `v-${k}`)));
+      const got = await client.getManyRanges(many);
+      assert.deepEqual(
+        many.map((_, i) => got.buffers[i]?.toString("utf8", got.starts[i], got.ends[i])),
+        many.map((k, i) => (i % 4 === 0 ? `v-${k}` : undefined)),
+      );
+      assert.deepEqual(await client.getManyRanges([]), {
+        buffers: [],
+        starts: new Uint32Array(0),
+        ends: new Uint32Array(0),
+      });
+      await assert.rejects(client.getManyRanges(["bad key"]), /key/);
+    });
+
     test("deleteMulti removes many keys (ASCII or not) in one go; missing keys are no error", async () => {
       const keys = Array.from({ length: 250 }, (_, i) => key(`dm${i}`));
       const accented = key("dm-clé");

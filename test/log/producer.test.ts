@@ -10,7 +10,10 @@ import {
   EPOCH_FACTOR,
   Layout,
   decodeEntry,
+  decodeEntryAt,
+  encodeEntry,
   entryKey,
+  type EntryFields,
   headKey,
   splitHead,
   streamAddress,
@@ -163,6 +166,59 @@ describe("log layout", () => {
       d: "user 42 logged in",
     });
     assert.deepEqual(decodeEntry(Buffer.from('{"t":5,"n":"a","d":[1]}')), { t: 5, n: "a", d: [1] });
+  });
+
+  it("layout: decodeEntryAt reads what decodeEntry reads, from a range of a buffer, keeping plain payloads as JSON text", () => {
+    const out: EntryFields = { t: undefined, n: undefined, d: undefined, dataJson: undefined };
+    const stored = [
+      encodeEntry(1795514400000, "web-1", "user 42 logged in"),
+      encodeEntry(7, "nœud ✓", "accent é ✓ \u2028"),
+      encodeEntry(7, "web-1", 'quote " back \\ tab \t newline \n bell \u0007'),
+      encodeEntry(7, "web-1", { a: [1, 2.5] }),
+      encodeEntry(7, "web-1", null),
+      encodeEntry(7, "web-1", ""),
+      encodeEntry(7, 'q"uote', "x"),
+      '{"t":007,"n":"a","d":"b"}',
+      '{"t":12345678901234567,"n":"a","d":"b"}',
+      '{"t":5,"n":"a","d":"x\\u0041"}',
+      '{"t":5,"n":"a","d":"x\\/"}',
+      '{"t":5,"n":"a","d":"x","e":1}',
+      '{"t":5,"n":"a","d":"unterminated\\"}',
+      '{"t":5,"n":"a","d":"tab\there"}',
+      '{"t":5,"n":"a","d":"bad \x00\x7f"}',
+      "user 42 logged in",
+      "",
+    ];
+    for (const text of stored) {
+      const bytes = Buffer.from(text, "utf8");
+      // Surrounded by other bytes, as in a reply buffer.
+      const buffer = Buffer.concat([Buffer.from("VALUE k 0 9\r\n"), bytes, Buffer.from("\r\nEND\r\n")]);
+      decodeEntryAt(buffer, 13, 13 + bytes.length, out);
+      const expected = decodeEntry(bytes);
+      assert.deepEqual({ t: out.t, n: out.n, d: out.d }, { ...expected }, text);
+      if (out.dataJson !== undefined) {
+        assert.equal(out.dataJson, JSON.stringify(expected.d), `${text}: the JSON text is the payload's`);
+        assert.equal(typeof expected.d, "string");
+      }
+    }
+    decodeEntryAt(Buffer.from(stored[0]!), 0, Buffer.byteLength(stored[0]!), out);
+    assert.equal(out.dataJson, '"user 42 logged in"', "a plain line passes through as JSON text");
+    decodeEntryAt(Buffer.from(stored[3]!), 0, Buffer.byteLength(stored[3]!), out);
+    assert.equal(out.dataJson, undefined, "other payloads are parsed");
+    const invalid = Buffer.from([
+      ...Buffer.from('{"t":5,"n":"a","d":"x'),
+      0xff,
+      0xe2,
+      0x82,
+      ...Buffer.from('"}'),
+    ]);
+    decodeEntryAt(invalid, 0, invalid.length, out);
+    assert.equal(
+      out.d,
+      "x\ufffd\ufffd",
+      "bytes that are not UTF-8 read as U+FFFD, as decodeEntry reads them",
+    );
+    assert.equal(out.dataJson, '"x\ufffd\ufffd"');
   });
 
   it("layout: bad stream names and limits are refused with a clear message", () => {

@@ -11,6 +11,7 @@ import {
   replyError,
   type ErrorFrame,
   type MetaFlag,
+  type RawValueReceiver,
   type ReplyFrame,
   type ReplyParserOptions,
 } from "../../src/protocol/reply-parser.js";
@@ -359,6 +360,53 @@ test("reply parser: a value that arrived whole is a view of its chunk; a split o
     for (let j = 0; j < stat.length; j += 3) parser.parse(stat.subarray(j, j + 3), onFrame);
   }
   assert.deepStrictEqual(kept.map(String), ["first-value", "second"]);
+});
+
+test("reply parser: a raw value receiver gets keys and byte ranges in place of VALUE frames, split anywhere", () => {
+  const input = Buffer.concat([
+    wire.value("k1", 3, "first"),
+    wire.value("clé", 0, ""), // as bytes: é is one (latin1) byte here
+    wire.value("k3", 1, "x".repeat(300), 9n),
+    wire.line("END"),
+    wire.va("meta"),
+  ]);
+  for (const size of [1, 2, 7, 64, input.length]) {
+    let raw = true;
+    const got: string[] = [];
+    const receiver: RawValueReceiver = {
+      key: (buf, start, end) => got.push(`key ${buf.toString("latin1", start, end)}`),
+      value: (buf, start, end, flags) => got.push(`value ${buf.toString("latin1", start, end)} ${flags}`),
+    };
+    const parser = new ReplyParser({ rawValues: () => (raw ? receiver : undefined) });
+    const frames: ReplyFrame[] = [];
+    for (let i = 0; i < input.length; i += size) {
+      parser.parse(Buffer.from(input.subarray(i, i + size)), (f) => {
+        frames.push(f);
+        if (f.kind === "END") raw = false;
+      });
+    }
+    assert.deepStrictEqual(
+      got,
+      ["key k1", "value first 3", "key clé", "value  0", "key k3", `value ${"x".repeat(300)} 1`],
+      `chunks of ${size}`,
+    );
+    assert.deepStrictEqual(
+      frames,
+      [frame.word("END"), frame.va("meta")],
+      `chunks of ${size}: no VALUE frames`,
+    );
+  }
+  // A receiver that refuses a key stops the parser like any broken reply.
+  const refusing = new ReplyParser({
+    rawValues: () => ({
+      key: () => {
+        throw new ProtocolError("not asked for");
+      },
+      value: () => assert.fail("no value after a refused key"),
+    }),
+  });
+  assert.throws(() => refusing.parse(wire.value("k", 0, "v"), () => undefined), /not asked for/);
+  assert.throws(() => refusing.parse(wire.line("END"), () => undefined), /not asked for/);
 });
 
 test("reply parser: hasPartialReply is true mid-line, mid-block and mid-trailer, false between replies", () => {

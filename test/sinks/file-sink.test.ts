@@ -19,7 +19,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SinkError } from "../../src/errors.js";
-import { openFileSink, type FileSinkOptions, type SinkRecord } from "../../src/sinks/index.js";
+import {
+  formatJsonLine,
+  openFileSink,
+  type FileSinkOptions,
+  type SinkRecord,
+} from "../../src/sinks/index.js";
 
 const CHILD_ENV = "MEMIPC_SINK_CHILD";
 const DAY1 = Date.UTC(2026, 10, 24, 23, 59, 0); // 2026-11-24
@@ -157,6 +162,63 @@ function registerTests(): void {
     const again = await openFileSink(dir, { stream: "site", now: () => DAY1 });
     assert.deepEqual(again.cursor(), { epoch: 1, seq: 5 });
     await again.close();
+  });
+
+  test("file sink: JSON Lines bytes are formatJsonLine's, whatever the record; dataJson is written as it is", async (t) => {
+    const dir = tempDir(t);
+    const sink = await openFileSink(dir, { stream: "site", now: () => DAY1, fsync: "never" });
+    const datas = [
+      "plain",
+      "é ✓ \u2028",
+      { a: [1, 2.5, null], "b\u0000": "\ud800" },
+      -3.5e-7,
+      null,
+      undefined,
+      true,
+      'q"\\\n',
+    ];
+    const nodes = ["", "web-1", "nœud", 'q"x', "\u0001"];
+    const times = [0, DAY1, 1.5, -1, 8.64e15, 4102444800000];
+    const records: SinkRecord[] = [];
+    let seq = 2 ** 31 - 5; // past 2^31: numbers written digit by digit must still be right
+    for (let i = 0; i < 120; i++) {
+      const data = datas[i % datas.length];
+      const late = i % 7 === 0 ? { late: false } : {};
+      const json = i % 3 === 0 && typeof data === "string" ? { dataJson: JSON.stringify(data) } : {};
+      const time = times[i % times.length]!;
+      records.push({
+        kind: "entry",
+        epoch: 2 ** 31 - 1,
+        seq: ++seq,
+        time,
+        node: nodes[i % 5]!,
+        data,
+        ...late,
+        ...json,
+      });
+      if (i % 50 === 0)
+        records.push({ kind: "gap", epoch: 2 ** 31 - 1, from: ++seq, to: ++seq, reason: "reset" });
+    }
+    records.push({ kind: "entry", epoch: 2 ** 31 - 1, seq: 3, time: 5, node: "x", data: "y", late: true });
+    // dataJson wins over data: the drainer gives both, the JSON text read straight from memcached.
+    records.push({
+      kind: "entry",
+      epoch: 2 ** 31 - 1,
+      seq: ++seq,
+      time: 5,
+      node: "x",
+      data: "y",
+      dataJson: '"z"',
+    });
+    await sink.write(records);
+    await sink.close();
+    const expected = records.map((record) => formatJsonLine(record, DAY1).slice(0, -1));
+    assert.deepEqual(lines(join(dir, "site-2026-11-24.jsonl")), expected);
+    assert.match(expected.at(-1)!, /"data":"z"}$/);
+    const broken = await openFileSink(dir, { stream: "site", now: () => DAY1 });
+    await assert.rejects(broken.write([entry(seq + 1, { data: 1n } as Partial<SinkRecord>)]), SinkError);
+    await assert.rejects(broken.write([entry(seq + 1, { data: () => 1 } as Partial<SinkRecord>)]), SinkError);
+    await broken.close();
   });
 
   test("file sink: raw lines round trip, gap lines, and a cursor file", async (t) => {
