@@ -62,7 +62,7 @@ const HOLE_POLL_EVERY = 10; // ms between looks while the next number's entry is
 const HEAD_READ_EVERY = 100; // ms between head reads while far behind
 const FRESH_SEARCH_ABOVE = 10_000; // head sequence above which a fresh output looks for the oldest entry
 const FRESH_MARGIN = 1000; // numbers before the oldest entry found that a fresh output still reads
-const MAX_CHAIN = 10_000; // rolled-over epochs walked back when looking for the first one not yet drained // ms before an active drainer tries again after an error
+const MAX_CHAIN = 10_000; // rolled-over epochs walked back when looking for the first one not yet drained
 
 /** What the drainer needs of a sink; FileSink is one. */
 export interface LogSink {
@@ -79,13 +79,17 @@ export interface DrainerOptions extends Partial<StreamAddress> {
   openSink: () => Promise<LogSink>;
   /** Largest sequence number of an epoch: must match the producers' `limit`. */
   limit: number;
+  /** ms a number may stay missing before it becomes a gap record (DEFAULT_HOLE_TIMEOUT). */
   holeTimeout: number;
+  /** Numbers read per window (DEFAULT_BATCH). */
   batch: number;
+  /** ms between head reads while there is nothing to drain (DEFAULT_POLL_EVERY). */
   pollEvery: number;
+  /** ms a gap is watched for entries that arrive late (DEFAULT_LATE_WINDOW). */
   lateWindow: number;
   /** Lease settings (ttlSeconds, owner, pollEvery…); `false` runs without a lease (one drainer only). */
   lease: Partial<LeaseOptions> | false;
-  /** Windows written but not yet durable, at most. */
+  /** Steps handed to the sink and not yet durable, at most (DEFAULT_MAX_IN_FLIGHT). */
   maxInFlight: number;
   /** Called after each durable commit (progress displays, benchmarks). */
   onCommit: ((commit: Commit) => void) | undefined;
