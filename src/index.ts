@@ -32,3 +32,4 @@ export {
   type LogSink,
 } from "./log/drainer.js";
 export { Layout, type StreamAddress, type SeedNames } from "./log/layout.js";
+export { StatsWriter, type StatsWriterOptions } from "./stats/index.js";

@@ -698,6 +698,12 @@ export class Client {
       return metaReply(command, frame);
     }
     const [frame] = await connection.request(bytes, ReplyShape.single, command);
+    if (frame!.kind === "ERROR" || frame!.kind === "CLIENT_ERROR" || frame!.kind === "SERVER_ERROR") {
+      // ERROR: a server without the meta protocol (CommandError), as the other commands report it.
+      const error = replyError(frame!);
+      error.message = `${command} to ${connection.name}: ${error.message}`;
+      throw error;
+    }
     return metaReply(command, frame!);
   }
 

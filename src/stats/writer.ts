@@ -1,0 +1,201 @@
+// Counting on any node: counters, gauges and timers go into the current time bucket. Increments made in the
+// same tick are summed per key and sent pipelined; a counter is created and incremented in one round trip
+// with meta arithmetic (`ma` with auto-create), or with incr/add on a server that only speaks text.
+import type { Client } from "../client/index.js";
+import { CommandError, ConfigError } from "../errors.js";
+import {
+  DEFAULT_BUCKET_SECONDS,
+  DEFAULT_BUCKET_TTL,
+  DEFAULT_NAMESPACE,
+  Kind,
+  bucketStart,
+  counterKey,
+  gaugeKey,
+  indexKey,
+  timerBucket,
+  timerKey,
+  validateName,
+  type StatsAddress,
+} from "./layout.js";
+
+export const Protocol = { auto: "auto", meta: "meta", text: "text" } as const;
+export type Protocol = (typeof Protocol)[keyof typeof Protocol];
+
+export interface StatsWriterOptions extends StatsAddress {
+  /** Seconds a bucket's keys live (memcached's TTL); the collector must read them before. */
+  ttl: number;
+  /** `auto` uses the meta protocol and falls back to text when the server answers ERROR. */
+  protocol: Protocol;
+  /** Milliseconds since 1970, injectable for tests. */
+  clock: () => number;
+}
+
+const MAX_INCREMENT = Number.MAX_SAFE_INTEGER;
+const INDEX_TRIES = 3; // append, add, append: enough for two writers creating an index at once
+
+export class StatsWriter {
+  readonly options: StatsWriterOptions;
+  readonly #client: Client;
+  #useMeta: boolean;
+  /** Per tick: counter key → amount to add. */
+  #pending = new Map<string, number>();
+  /** Per tick: index key → entries (` c:name`) this process has not listed yet. */
+  #newNames = new Map<string, string[]>();
+  /** Index entries this process already appended, per bucket (the current and the one before are kept). */
+  #listed = new Map<string, Set<string>>();
+  #scheduled = false;
+  #waiting: Array<{ resolve(): void; reject(error: Error): void }> = [];
+
+  constructor(client: Client, options: Partial<StatsWriterOptions> = {}) {
+    this.#client = client;
+    this.options = {
+      namespace: options.namespace ?? DEFAULT_NAMESPACE,
+      bucketSeconds: options.bucketSeconds ?? DEFAULT_BUCKET_SECONDS,
+      ttl: options.ttl ?? DEFAULT_BUCKET_TTL,
+      protocol: options.protocol ?? Protocol.auto,
+      clock: options.clock ?? Date.now,
+    };
+    const o = this.options;
+    validateName(o.namespace, "namespace");
+    if (!Number.isInteger(o.bucketSeconds) || o.bucketSeconds < 1 || o.bucketSeconds > 86_400) {
+      throw new ConfigError(`bucketSeconds ${o.bucketSeconds} must be a whole number from 1 to 86400`);
+    }
+    if (!Number.isInteger(o.ttl) || o.ttl < 1 || o.ttl > 30 * 86_400) {
+      throw new ConfigError(`ttl ${o.ttl} must be a whole number of seconds from 1 to 2592000 (30 days)`);
+    }
+    if (o.protocol !== "auto" && o.protocol !== "meta" && o.protocol !== "text") {
+      throw new ConfigError(`protocol ${JSON.stringify(o.protocol)} must be "auto", "meta" or "text"`);
+    }
+    this.#useMeta = o.protocol !== Protocol.text;
+  }
+
+  /** Adds `by` (a whole number, 1 or more) to the counter `name` in the current bucket. */
+  incr(name: string, by = 1): Promise<void> {
+    try {
+      validateName(name);
+      if (!Number.isSafeInteger(by) || by < 1) {
+        throw new ConfigError(`incr ${name}: ${by} is not a whole number of 1 or more (counters only go up)`);
+      }
+      const start = this.#bucket();
+      this.#add(counterKey(this.options, start, name), by);
+      this.#list(start, Kind.counter, name);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#whenSent();
+  }
+
+  /** Records the timing `ms` (0 or more) of `name`: its count, sum and histogram bucket. */
+  timing(name: string, ms: number): Promise<void> {
+    try {
+      validateName(name);
+      if (!Number.isFinite(ms) || ms < 0) {
+        throw new ConfigError(`timing ${name}: ${ms} ms is not a duration (a finite number, 0 or more)`);
+      }
+      const start = this.#bucket();
+      this.#add(timerKey(this.options, start, name, "n"), 1);
+      const micros = Math.round(ms * 1000);
+      if (micros > 0) this.#add(timerKey(this.options, start, name, "s"), micros);
+      this.#add(timerKey(this.options, start, name, `h${timerBucket(ms)}`), 1);
+      this.#list(start, Kind.timer, name);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#whenSent();
+  }
+
+  /** Sets the gauge `name` to `value` in the current bucket (the last value set in a bucket is kept). */
+  async gauge(name: string, value: number): Promise<void> {
+    validateName(name);
+    if (!Number.isFinite(value)) throw new ConfigError(`gauge ${name}: ${value} is not a finite number`);
+    const start = this.#bucket();
+    this.#list(start, Kind.gauge, name);
+    const sent = this.#whenSent();
+    await this.#client.set(gaugeKey(this.options, start, name), String(value), { ttl: this.options.ttl });
+    await sent;
+  }
+
+  #bucket(): number {
+    return bucketStart(this.options, this.options.clock());
+  }
+
+  #add(key: string, by: number): void {
+    const sum = (this.#pending.get(key) ?? 0) + by;
+    if (sum > MAX_INCREMENT) throw new ConfigError(`increment of ${key} passes 2^53 - 1 within one tick`);
+    this.#pending.set(key, sum);
+  }
+
+  #list(start: number, kind: Kind, name: string): void {
+    const key = indexKey(this.options, start);
+    let listed = this.#listed.get(key);
+    if (listed === undefined) {
+      // Keep the sets of the last two buckets only: older ones are never written again by this process.
+      if (this.#listed.size >= 2) this.#listed.delete(this.#listed.keys().next().value!);
+      this.#listed.set(key, (listed = new Set()));
+    }
+    const entry = `${kind}:${name}`;
+    if (listed.has(entry)) return;
+    listed.add(entry);
+    const names = this.#newNames.get(key);
+    if (names === undefined) this.#newNames.set(key, [entry]);
+    else names.push(entry);
+  }
+
+  /** Resolves once everything counted so far in this tick has reached memcached. */
+  #whenSent(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        queueMicrotask(() => void this.#flush());
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    const pending = this.#pending;
+    const newNames = this.#newNames;
+    const waiting = this.#waiting;
+    this.#pending = new Map();
+    this.#newNames = new Map();
+    this.#waiting = [];
+    try {
+      const sends: Promise<void>[] = [];
+      for (const [key, entries] of newNames) sends.push(this.#appendIndex(key, entries));
+      for (const [key, by] of pending) sends.push(this.#increment(key, by));
+      await Promise.all(sends);
+      for (const w of waiting) w.resolve();
+    } catch (error) {
+      for (const w of waiting) w.reject(error as Error);
+    }
+  }
+
+  async #increment(key: string, by: number): Promise<void> {
+    const ttl = this.options.ttl;
+    if (this.#useMeta) {
+      try {
+        // Created with the amount itself on a miss (J), incremented by it otherwise (D): one round trip.
+        await this.#client.ma(key, [`N${ttl}`, `J${by}`, `D${by}`]);
+        return;
+      } catch (error) {
+        if (!(error instanceof CommandError) || this.options.protocol === Protocol.meta) throw error;
+        this.#useMeta = false; // a server without the meta protocol: text from now on
+      }
+    }
+    for (let attempt = 0; attempt < INDEX_TRIES; attempt++) {
+      if ((await this.#client.incr(key, by)) !== undefined) return;
+      if (await this.#client.add(key, String(by), { ttl })) return;
+    }
+    throw new CommandError(`could not create or increment ${key}: it keeps disappearing (evictions?)`);
+  }
+
+  async #appendIndex(key: string, entries: readonly string[]): Promise<void> {
+    const text = ` ${entries.join(" ")}`;
+    for (let attempt = 0; attempt < INDEX_TRIES; attempt++) {
+      if (await this.#client.append(key, text)) return;
+      if (await this.#client.add(key, text, { ttl: this.options.ttl })) return;
+    }
+    throw new CommandError(`could not write the stats index ${key}: it keeps disappearing (evictions?)`);
+  }
+}
