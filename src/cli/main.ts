@@ -2,6 +2,7 @@
 // The `memipc` command: a thin table of subcommands over the library.
 import { parseArgs } from "node:util";
 import { ConfigError, MemipcError } from "../errors.js";
+import { INCR_HELP, runIncr, runTiming, TIMING_HELP } from "./count.js";
 import { DRAIN_HELP, runDrain } from "./drain.js";
 import { LOG_HELP, runLog } from "./log.js";
 import { runServer, SERVER_HELP } from "./server.js";
@@ -22,6 +23,8 @@ const COMMANDS: Record<string, Command> = {
     run: runDrain,
   },
   tail: { summary: "show a log stream's latest entries; -f follows", help: TAIL_HELP, run: runTail },
+  incr: { summary: "add to a counter in the current time bucket", help: INCR_HELP, run: runIncr },
+  timing: { summary: "record how long something took (ms)", help: TIMING_HELP, run: runTiming },
 };
 
 function usage(): string {
