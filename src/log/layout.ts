@@ -128,8 +128,6 @@ export function encodeEntry(time: number, node: string, data: unknown): string {
  */
 export function decodeEntry(value: Buffer): StoredEntry | { t: undefined; n: undefined; d: string } {
   const text = value.toString("utf8");
-  const fast = decodeSimple(text);
-  if (fast !== undefined) return fast;
   if (text.startsWith('{"t":')) {
     try {
       const parsed = JSON.parse(text) as Partial<StoredEntry>;
@@ -141,26 +139,6 @@ export function decodeEntry(value: Buffer): StoredEntry | { t: undefined; n: und
     }
   }
   return { t: undefined, n: undefined, d: text };
-}
-
-const PLAIN_STRING = /^"[^"\\\x00-\x1f]*"$/;
-
-/**
- * The drainer's fast path for what encodeEntry writes with a string payload and node name that need no
- * escapes (the usual log line): read by position, no JSON.parse. Anything else returns undefined.
- */
-function decodeSimple(text: string): StoredEntry | undefined {
-  if (!text.startsWith('{"t":') || text.charCodeAt(text.length - 1) !== 0x7d) return undefined;
-  const comma = text.indexOf(',"n":"', 5);
-  if (comma < 6 || comma > 21) return undefined;
-  const digits = text.slice(5, comma);
-  if (!/^\d+$/.test(digits)) return undefined;
-  const nodeEnd = text.indexOf('","d":', comma + 6);
-  if (nodeEnd < 0) return undefined;
-  const node = text.slice(comma + 5, nodeEnd + 1);
-  const data = text.slice(nodeEnd + 6, -1);
-  if (!PLAIN_STRING.test(node) || !PLAIN_STRING.test(data)) return undefined;
-  return { t: Number(digits), n: node.slice(1, -1), d: data.slice(1, -1) };
 }
 
 /** A stored entry as decodeEntryAt reads it. */
@@ -218,6 +196,7 @@ function readSimple(buf: Buffer, start: number, end: number, out: EntryFields): 
   }
   const digits = i - start - OPEN.length;
   if (digits === 0 || digits > 15 || !startsWith(buf, i, end, NODE_KEY)) return false;
+  if (digits > 1 && buf[start + OPEN.length] === 0x30) return false; // a leading zero is not JSON
   // "n": a string with no escapes.
   const nodeStart = i + NODE_KEY.length;
   let ascii = true;

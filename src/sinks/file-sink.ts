@@ -230,14 +230,9 @@ export function formatRawLine(record: SinkRecord, now: number): string {
   return `${text.replace(/\r/g, "\\r").replace(/\n/g, "\\n")}\n`;
 }
 
-/** ISO 8601 of a time in ms; the last one is kept, since entries of a batch often share their millisecond. */
-const ISO_CACHE = { ms: NaN, text: "" };
+/** ISO 8601 of a time in ms (entries' times are cached per millisecond by formatJsonLine). */
 function iso(ms: number): string {
-  if (ms !== ISO_CACHE.ms) {
-    ISO_CACHE.text = new Date(ms).toISOString();
-    ISO_CACHE.ms = ms;
-  }
-  return ISO_CACHE.text;
+  return new Date(ms).toISOString();
 }
 
 /** The position a JSON line records, or undefined if it is not one of ours (torn, garbage). */
