@@ -291,7 +291,7 @@ export class Engine {
     delta: bigint,
     cas: bigint,
   ):
-    | { item: Item; text: string }
+    | { item: Item; text: string; replaced: boolean }
     | "NOT_FOUND"
     | "EXISTS"
     | "CLIENT_ERROR cannot increment or decrement non-numeric value" {
@@ -316,11 +316,11 @@ export class Engine {
       const value = Buffer.alloc(item.value.length, 32);
       value.write(text, 0, "latin1");
       this.store.rewrite(item, value);
-      return { item, text };
+      return { item, text, replaced: false };
     }
     const replacement = this.store.newItem(item.key, Buffer.from(text, "latin1"), item.flags, item.exptime);
     this.store.link(replacement);
-    return { item: replacement, text };
+    return { item: replacement, text, replaced: true };
   }
 
   #mg(request: MetaRequest, out: Output): void {
@@ -523,8 +523,13 @@ export class Engine {
     let code = "";
     let created = false;
     let quietOk = false;
+    // memcached applies `T` (and reads `t`) on the item add_delta hands back, which is the old one when
+    // the value grew and a new item replaced it: the reply shows the new TTL but the stored item keeps
+    // the old one. The embedded server does the same.
+    let replaced = false;
     if (typeof result === "object") {
       item = result.item;
+      replaced = result.replaced;
       text = result.text;
       quietOk = flags.quiet;
     } else if (result === "NOT_FOUND") {
@@ -547,19 +552,21 @@ export class Engine {
     let line: string;
     if (item) {
       line = flags.returnValue ? `VA ${text.length}` : "HD";
+      let exptime = item.exptime;
       for (const token of tokens) {
         switch (token[0]) {
           case "c":
             line += ` c${item.cas}`;
             break;
           case "t":
-            line += item.exptime === 0 ? " t-1" : ` t${(item.exptime - this.store.now()) >>> 0}`;
+            line += exptime === 0 ? " t-1" : ` t${(exptime - this.store.now()) >>> 0}`;
             break;
           case "T":
-            item.exptime = this.store.expiry(flags.ttl);
+            exptime = this.store.expiry(flags.ttl);
+            if (!replaced) item.exptime = exptime;
             break;
           case "N":
-            if (created) item.exptime = this.store.expiry(flags.vivifyTtl);
+            if (created) item.exptime = exptime = this.store.expiry(flags.vivifyTtl);
             break;
           case "O":
             if (token.length > META_MAX_OPAQUE)

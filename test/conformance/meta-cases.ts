@@ -451,6 +451,18 @@ export function addMetaCases(table: CaseTable): void {
     c("T updates the TTL", (k) => [set(k("a"), "1"), ma(k("a"), "T1000", "t"), mg(k("a"), "t")], {
       normalize: ["ttl"],
     });
+    c(
+      "T is lost when the value outgrows its stored width (memcached sets it on the replaced item)",
+      (k) => [
+        set(k("a"), "5", { exptime: 1000 }),
+        ma(k("a"), "D100", "T30", "t"),
+        mg(k("a"), "t"),
+        set(k("b"), "5", { exptime: 1000 }),
+        ma(k("b"), "D1", "T30", "t"),
+        mg(k("b"), "t"),
+      ],
+      { normalize: ["ttl"] },
+    );
     c("c returns the new CAS unique", (k) => [
       set(k("a"), "1"),
       mg(k("a"), "c"),
