@@ -2,10 +2,12 @@
 // The `memipc` command: a thin table of subcommands over the library.
 import { parseArgs } from "node:util";
 import { ConfigError, MemipcError } from "../errors.js";
+import { COLLECT_HELP, runCollect } from "./collect.js";
 import { INCR_HELP, runIncr, runTiming, TIMING_HELP } from "./count.js";
 import { DRAIN_HELP, runDrain } from "./drain.js";
 import { LOG_HELP, runLog } from "./log.js";
 import { runServer, SERVER_HELP } from "./server.js";
+import { runStatsList, STATS_LIST_HELP } from "./stats-list.js";
 import { runTail, TAIL_HELP } from "./tail.js";
 
 interface Command {
@@ -25,6 +27,16 @@ const COMMANDS: Record<string, Command> = {
   tail: { summary: "show a log stream's latest entries; -f follows", help: TAIL_HELP, run: runTail },
   incr: { summary: "add to a counter in the current time bucket", help: INCR_HELP, run: runIncr },
   timing: { summary: "record how long something took (ms)", help: TIMING_HELP, run: runTiming },
+  collect: {
+    summary: "run the stats collector: closed buckets into SQLite, never twice",
+    help: COLLECT_HELP,
+    run: runCollect,
+  },
+  "stats-list": {
+    summary: "names counted in the latest buckets, with their values",
+    help: STATS_LIST_HELP,
+    run: runStatsList,
+  },
 };
 
 function usage(): string {

@@ -51,8 +51,8 @@ export function gaugeKey(address: StatsAddress, start: number, name: string): st
 }
 
 /**
- * A timer's keys, all counters: `n` (samples), `s` (sum, whole microseconds), and `h<k>` per histogram
- * bucket k (see timerBucket).
+ * A timer's keys: the counters `n` (samples), `s` (sum, whole microseconds) and `h<k>` per histogram bucket k
+ * (see timerBucket), and `m`, the largest sample in whole microseconds (raised with compare-and-swap).
  */
 export function timerKey(address: StatsAddress, start: number, name: string, part: string): string {
   return `${prefix(address, start)}t:${name}:${part}`;

@@ -32,6 +32,8 @@ export interface StatsWriterOptions extends StatsAddress {
 
 const MAX_INCREMENT = Number.MAX_SAFE_INTEGER;
 const INDEX_TRIES = 3; // append, add, append: enough for two writers creating an index at once
+const MAX_TRIES = 20; // compare-and-swap rounds for a timer's max key before giving up
+const MAX_KEYS_KEPT = 10_000; // timer max keys whose largest sent sample a writer remembers
 
 export class StatsWriter {
   readonly options: StatsWriterOptions;
@@ -39,6 +41,10 @@ export class StatsWriter {
   #useMeta: boolean;
   /** Per tick: counter key → amount to add. */
   #pending = new Map<string, number>();
+  /** Per tick: timer max key → the largest sample (µs) of the tick, when above what this process sent. */
+  #maxima = new Map<string, number>();
+  /** The largest sample (µs) this process has stored per timer max key (the current bucket's and older). */
+  #maxSent = new Map<string, number>();
   /** Per tick: index key → entries (` c:name`) this process has not listed yet. */
   #newNames = new Map<string, string[]>();
   /** Index entries this process already appended, per bucket (the current and the one before are kept). */
@@ -85,7 +91,7 @@ export class StatsWriter {
     return this.#whenSent();
   }
 
-  /** Records the timing `ms` (0 or more) of `name`: its count, sum and histogram bucket. */
+  /** Records the timing `ms` (0 or more) of `name`: its count, sum, histogram bucket and maximum. */
   timing(name: string, ms: number): Promise<void> {
     try {
       validateName(name);
@@ -97,6 +103,7 @@ export class StatsWriter {
       const micros = Math.round(ms * 1000);
       if (micros > 0) this.#add(timerKey(this.options, start, name, "s"), micros);
       this.#add(timerKey(this.options, start, name, `h${timerBucket(ms)}`), 1);
+      this.#raise(timerKey(this.options, start, name, "m"), micros);
       this.#list(start, Kind.timer, name);
     } catch (error) {
       return Promise.reject(error);
@@ -123,6 +130,11 @@ export class StatsWriter {
     const sum = (this.#pending.get(key) ?? 0) + by;
     if (sum > MAX_INCREMENT) throw new ConfigError(`increment of ${key} passes 2^53 - 1 within one tick`);
     this.#pending.set(key, sum);
+  }
+
+  #raise(key: string, micros: number): void {
+    if (micros <= (this.#maxSent.get(key) ?? -1) || micros <= (this.#maxima.get(key) ?? -1)) return;
+    this.#maxima.set(key, micros);
   }
 
   #list(start: number, kind: Kind, name: string): void {
@@ -156,14 +168,17 @@ export class StatsWriter {
     this.#scheduled = false;
     const pending = this.#pending;
     const newNames = this.#newNames;
+    const maxima = this.#maxima;
     const waiting = this.#waiting;
     this.#pending = new Map();
     this.#newNames = new Map();
+    this.#maxima = new Map();
     this.#waiting = [];
     try {
       const sends: Promise<void>[] = [];
       for (const [key, entries] of newNames) sends.push(this.#appendIndex(key, entries));
       for (const [key, by] of pending) sends.push(this.#increment(key, by));
+      for (const [key, micros] of maxima) sends.push(this.#storeMax(key, micros));
       await Promise.all(sends);
       for (const w of waiting) w.resolve();
     } catch (error) {
@@ -188,6 +203,27 @@ export class StatsWriter {
       if (await this.#client.add(key, String(by), { ttl })) return;
     }
     throw new CommandError(`could not create or increment ${key}: it keeps disappearing (evictions?)`);
+  }
+
+  /**
+   * Raises a timer's max key to `micros` unless it holds as much already: compare-and-swap, so concurrent
+   * writers keep the largest. A process sends only samples above its own largest so far in the bucket.
+   */
+  async #storeMax(key: string, micros: number): Promise<void> {
+    if (micros <= (this.#maxSent.get(key) ?? -1)) return;
+    this.#maxSent.set(key, micros);
+    if (this.#maxSent.size > MAX_KEYS_KEPT) this.#maxSent.delete(this.#maxSent.keys().next().value!);
+    const value = String(micros);
+    for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+      const stored = await this.#client.gets(key);
+      if (stored === undefined) {
+        if (await this.#client.add(key, value, { ttl: this.options.ttl })) return;
+        continue;
+      }
+      if (Number(stored.value.toString("latin1").trim()) >= micros) return;
+      if ((await this.#client.cas(key, value, stored.cas!, { ttl: this.options.ttl })) === "stored") return;
+    }
+    throw new CommandError(`could not store the timer maximum ${key}: other writers kept changing it`);
   }
 
   async #appendIndex(key: string, entries: readonly string[]): Promise<void> {

@@ -1,0 +1,132 @@
+// `memipc collect`: runs the stats collector in the foreground until SIGINT or SIGTERM, storing closed buckets
+// (and legacy counters) in a SQLite file.
+import { ConfigError, LeaseLostError } from "../errors.js";
+import { DEFAULT_DB_FILE, StatsDb } from "../sinks/stats-db.js";
+import {
+  Collector,
+  DEFAULT_GRACE,
+  DEFAULT_INTERVAL,
+  DEFAULT_LOOKBACK,
+  type CollectResult,
+} from "../stats/collector.js";
+import { DEFAULT_BUCKET_SECONDS } from "../stats/layout.js";
+import {
+  COMMON_ROWS,
+  connect,
+  connectionFrom,
+  optionTable,
+  parseFlags,
+  stopSignal,
+  wholeNumber,
+} from "./common.js";
+
+const DEFAULT_LEASE_TTL = 10; // s
+const ERROR_REPEAT_EVERY = 30_000; // ms before the same error is printed again
+
+export const COLLECT_HELP = `Usage: memipc collect [options]
+
+Runs the stats collector in the foreground until SIGINT or SIGTERM. Every --interval seconds it stores each
+closed time bucket (once --grace seconds have passed after its end) into the SQLite file --db, as absolute
+values: killed at any moment and started again, it never counts anything twice. It reads each bucket again
+later (after 1 min, 10 min, 1 h, 6 h and 1 day) to pick up late increments. Several collectors may run: one
+holds the lease and works, the others stand by.
+
+${optionTable([
+  ...COMMON_ROWS,
+  ["--db FILE", "the SQLite file (created if missing)", DEFAULT_DB_FILE],
+  ["--legacy NAME,…", "plain counter keys to take out (read, then decr)", "none"],
+  ["--interval SECONDS", "seconds between passes", String(DEFAULT_INTERVAL)],
+  ["--grace SECONDS", "wait after a bucket ends (clock skew)", String(DEFAULT_GRACE)],
+  ["--bucket SECONDS", "bucket size: must match the writers", String(DEFAULT_BUCKET_SECONDS)],
+  ["--lookback SECONDS", "how far back a new --db looks for buckets", `${DEFAULT_LOOKBACK} (7 days)`],
+  ["--lease-ttl SECONDS", "a dead collector's lease expires after this", String(DEFAULT_LEASE_TTL)],
+  ["--once", "one pass, then exit", "off"],
+  ["-v, --verbose", "a line per pass on stderr", "on for a terminal"],
+])}
+Legacy counters are keys that existing code increments itself ("incr new_account"), named exactly, outside
+any namespace. Each pass reads one, stores the value with the time, then decrements it by exactly that value,
+so increments made in between stay for the next pass. Reports: "memipc report --db FILE --day YYYY-MM-DD".
+`;
+
+export async function runCollect(args: string[]): Promise<void> {
+  const { values } = parseFlags("collect", args, {
+    db: { type: "string" },
+    legacy: { type: "string" },
+    interval: { type: "string" },
+    grace: { type: "string" },
+    bucket: { type: "string" },
+    lookback: { type: "string" },
+    "lease-ttl": { type: "string" },
+    once: { type: "boolean" },
+    verbose: { type: "boolean", short: "v" },
+  });
+  const connection = connectionFrom(values, process.env);
+  const number = (flag: keyof typeof values, fallback: number, min: number, max: number): number => {
+    const text = values[flag];
+    return typeof text === "string" ? wholeNumber(text, `--${flag}`, min, max) : fallback;
+  };
+  const legacy = values.legacy === undefined ? [] : values.legacy.split(",").filter((n) => n !== "");
+  if (values.legacy !== undefined && legacy.length === 0) {
+    throw new ConfigError(
+      '--legacy needs one or more key names separated by commas, e.g. "new_account,new_post"',
+    );
+  }
+  const verbose = values.verbose === true || process.stderr.isTTY === true;
+  const db = StatsDb.open(values.db ?? DEFAULT_DB_FILE);
+  const client = connect(connection);
+  const stop = stopSignal();
+  let lastError = { message: "", at: 0 };
+  try {
+    const collector = new Collector(client, db, {
+      namespace: connection.namespace,
+      bucketSeconds: number("bucket", DEFAULT_BUCKET_SECONDS, 1, 86_400),
+      interval: number("interval", DEFAULT_INTERVAL, 1, 86_400),
+      grace: number("grace", DEFAULT_GRACE, 0, 86_400),
+      lookback: number("lookback", DEFAULT_LOOKBACK, 0, 366 * 86_400),
+      legacy,
+      lease: { ttlSeconds: number("lease-ttl", DEFAULT_LEASE_TTL, 2, 3600) },
+      onPass: (result) => {
+        if (verbose) process.stderr.write(`memipc collect: ${passLine(result)}\n`);
+      },
+      // Passes are retried; say so on stderr, without repeating the same line every second.
+      onError: (error) => {
+        const now = Date.now();
+        if (error.message === lastError.message && now - lastError.at < ERROR_REPEAT_EVERY) return;
+        lastError = { message: error.message, at: now };
+        process.stderr.write(`memipc collect: ${error.message} (retrying)\n`);
+      },
+    });
+    if (values.once) {
+      // One pass under the lease too: two collectors taking out the same legacy counter would count it twice.
+      const lease = collector.lease!;
+      if (!(await lease.tryAcquire())) {
+        const { owner } = await lease.status();
+        throw new LeaseLostError(
+          `another collector (${owner ?? "unknown"}) holds ${lease.key}: it is already collecting; stop it first or leave out --once`,
+        );
+      }
+      try {
+        const result = await collector.collectOnce();
+        process.stderr.write(`memipc collect: ${passLine(result)}\n`);
+      } finally {
+        await lease.release();
+      }
+      return;
+    }
+    if (verbose) process.stderr.write(`memipc collect: into ${db.file}; waiting for the lease\n`);
+    await collector.run(stop.signal);
+  } finally {
+    stop.dispose();
+    client.close();
+    db.close();
+  }
+}
+
+function passLine(r: CollectResult): string {
+  const newest = r.newest === undefined ? "none yet" : new Date(r.newest * 1000).toISOString();
+  const legacy = r.legacy === 0 ? "" : `, ${r.legacy} legacy collections (${r.legacyTotal} in all)`;
+  return (
+    `${r.buckets} new buckets, ${r.rechecked} read again, ${r.values} values${legacy} in ${r.took} ms; ` +
+    `newest bucket ${newest}`
+  );
+}
