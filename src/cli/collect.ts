@@ -80,7 +80,7 @@ export async function runCollect(args: string[]): Promise<void> {
     const collector = new Collector(client, db, {
       namespace: connection.namespace,
       bucketSeconds: number("bucket", DEFAULT_BUCKET_SECONDS, 1, 86_400),
-      interval: number("interval", DEFAULT_INTERVAL, 1, 86_400),
+      interval: values.interval === undefined ? DEFAULT_INTERVAL : seconds(values.interval, "--interval"),
       grace: number("grace", DEFAULT_GRACE, 0, 86_400),
       lookback: number("lookback", DEFAULT_LOOKBACK, 0, 366 * 86_400),
       legacy,
@@ -120,6 +120,17 @@ export async function runCollect(args: string[]): Promise<void> {
     client.close();
     db.close();
   }
+}
+
+/** A number of seconds above 0 (fractions allowed: 0.5), at most a day. */
+function seconds(text: string, flag: string): number {
+  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!(value > 0 && value <= 86_400)) {
+    throw new ConfigError(
+      `${flag} "${text}" must be a number of seconds above 0 and at most 86400 (e.g. 10 or 0.5)`,
+    );
+  }
+  return value;
 }
 
 function passLine(r: CollectResult): string {

@@ -129,11 +129,12 @@ export class StatsDb {
    * brings its schema up to date.
    */
   static open(file: string, options: Partial<StatsDbOptions> = {}): StatsDb {
-    const path = resolve(file);
+    const memory = file === ":memory:";
+    const path = memory ? file : resolve(file);
     const readonly = options.readonly ?? false;
     let db: Database.Database;
     try {
-      if (!readonly) mkdirSync(dirname(path), { recursive: true });
+      if (!readonly && !memory) mkdirSync(dirname(path), { recursive: true });
       db = new Database(path, { readonly, fileMustExist: readonly });
     } catch (error) {
       throw new SinkError(
