@@ -1,12 +1,19 @@
 // `memipc collect`: runs the stats collector in the foreground until SIGINT or SIGTERM, storing closed buckets
 // (and legacy counters) in a SQLite file.
 import { ConfigError, LeaseLostError } from "../errors.js";
+import {
+  DEFAULT_REPORT_TIME,
+  dueReportDay,
+  nextReportTime,
+  writeReportFiles,
+} from "../sinks/report-files.js";
 import { DEFAULT_DB_FILE, StatsDb } from "../sinks/stats-db.js";
 import {
   Collector,
   DEFAULT_GRACE,
   DEFAULT_INTERVAL,
   DEFAULT_LOOKBACK,
+  resolveCollectorOptions,
   type CollectResult,
 } from "../stats/collector.js";
 import { DEFAULT_BUCKET_SECONDS } from "../stats/layout.js";
@@ -16,11 +23,14 @@ import {
   connectionFrom,
   optionTable,
   parseFlags,
+  pick,
   stopSignal,
   wholeNumber,
 } from "./common.js";
+import { zoneFrom } from "./report.js";
 
 const DEFAULT_LEASE_TTL = 10; // s
+const DEFAULT_REPORTS = "memipc-reports"; // folder for the daily reports
 const ERROR_REPEAT_EVERY = 30_000; // ms before the same error is printed again
 
 export const COLLECT_HELP = `Usage: memipc collect [options]
@@ -33,19 +43,27 @@ holds the lease and works, the others stand by.
 
 ${optionTable([
   ...COMMON_ROWS,
-  ["--db FILE", "the SQLite file (created if missing)", DEFAULT_DB_FILE],
+  ["--db FILE", "the SQLite file (created if missing)", `MEMIPC_DB, else ${DEFAULT_DB_FILE}`],
   ["--legacy NAME,…", "plain counter keys to take out (read, then decr)", "none"],
   ["--interval SECONDS", "seconds between passes", String(DEFAULT_INTERVAL)],
   ["--grace SECONDS", "wait after a bucket ends (clock skew)", String(DEFAULT_GRACE)],
   ["--bucket SECONDS", "bucket size: must match the writers", String(DEFAULT_BUCKET_SECONDS)],
   ["--lookback SECONDS", "how far back a new --db looks for buckets", `${DEFAULT_LOOKBACK} (7 days)`],
   ["--lease-ttl SECONDS", "a dead collector's lease expires after this", String(DEFAULT_LEASE_TTL)],
-  ["--once", "one pass, then exit", "off"],
+  ["--reports DIR", "folder for the daily reports (created if missing)", DEFAULT_REPORTS],
+  ["--report-at HH:MM", "local time the day before's report is written", DEFAULT_REPORT_TIME],
+  ["--tz ZONE", "IANA time zone of days and --report-at", "TZ, else the system's zone"],
+  ["--no-reports", "write no daily reports", "off"],
+  ["--once", "one pass (and the daily report if due), then exit", "off"],
   ["-v, --verbose", "a line per pass on stderr", "on for a terminal"],
 ])}
 Legacy counters are keys that existing code increments itself ("incr new_account"), named exactly, outside
 any namespace. Each pass reads one, stores the value with the time, then decrements it by exactly that value,
-so increments made in between stay for the next pass. Reports: "memipc report --db FILE --day YYYY-MM-DD".
+so increments made in between stay for the next pass.
+
+Every day after --report-at, the collector holding the lease writes the day before's report into --reports
+as <day>.html, <day>.md and <day>.json (once: the database records it). Any day's report, any time:
+"memipc report --db FILE --day YYYY-MM-DD".
 `;
 
 export async function runCollect(args: string[]): Promise<void> {
@@ -57,6 +75,10 @@ export async function runCollect(args: string[]): Promise<void> {
     bucket: { type: "string" },
     lookback: { type: "string" },
     "lease-ttl": { type: "string" },
+    reports: { type: "string" },
+    "report-at": { type: "string" },
+    tz: { type: "string" },
+    "no-reports": { type: "boolean" },
     once: { type: "boolean" },
     verbose: { type: "boolean", short: "v" },
   });
@@ -72,30 +94,48 @@ export async function runCollect(args: string[]): Promise<void> {
     );
   }
   const verbose = values.verbose === true || process.stderr.isTTY === true;
-  const db = StatsDb.open(values.db ?? DEFAULT_DB_FILE);
+  if (values["no-reports"] && (values.reports !== undefined || values["report-at"] !== undefined)) {
+    throw new ConfigError("--no-reports contradicts --reports and --report-at: give one or the other");
+  }
+  const timeZone = zoneFrom(values.tz);
+  const reportAt = values["report-at"] ?? DEFAULT_REPORT_TIME;
+  nextReportTime(Date.now(), reportAt, timeZone); // refuses a malformed --report-at before anything starts
+  const reports = values["no-reports"] ? undefined : (values.reports ?? DEFAULT_REPORTS);
+  let lastError = { message: "", at: 0 };
+  const options = resolveCollectorOptions({
+    namespace: connection.namespace,
+    bucketSeconds: number("bucket", DEFAULT_BUCKET_SECONDS, 1, 86_400),
+    interval: values.interval === undefined ? DEFAULT_INTERVAL : seconds(values.interval, "--interval"),
+    grace: number("grace", DEFAULT_GRACE, 0, 86_400),
+    lookback: number("lookback", DEFAULT_LOOKBACK, 0, 366 * 86_400),
+    legacy,
+    lease: { ttlSeconds: number("lease-ttl", DEFAULT_LEASE_TTL, 2, 3600) },
+    onPass: (result) => {
+      if (verbose) process.stderr.write(`memipc collect: ${passLine(result)}\n`);
+    },
+    // Passes are retried; say so on stderr, without repeating the same line every second.
+    onError: (error) => {
+      const now = Date.now();
+      if (error.message === lastError.message && now - lastError.at < ERROR_REPEAT_EVERY) return;
+      lastError = { message: error.message, at: now };
+      process.stderr.write(`memipc collect: ${error.message} (retrying)\n`);
+    },
+  });
+  // Everything is checked: only now is the database created.
+  const [dbFile] = pick("--db", values.db, process.env, "MEMIPC_DB") ?? [DEFAULT_DB_FILE];
+  const db = StatsDb.open(dbFile);
+  // Yesterday's report, once today's report time has passed; a failure is retried after the next pass.
+  const writeDueReport = async (): Promise<void> => {
+    if (reports === undefined) return;
+    const day = dueReportDay(db, Date.now(), reportAt, timeZone);
+    if (day === undefined) return;
+    const files = await writeReportFiles(db, day, reports, { timeZone });
+    process.stderr.write(`memipc collect: wrote the report of ${day}: ${files.join(", ")}\n`);
+  };
   const client = connect(connection);
   const stop = stopSignal();
-  let lastError = { message: "", at: 0 };
   try {
-    const collector = new Collector(client, db, {
-      namespace: connection.namespace,
-      bucketSeconds: number("bucket", DEFAULT_BUCKET_SECONDS, 1, 86_400),
-      interval: values.interval === undefined ? DEFAULT_INTERVAL : seconds(values.interval, "--interval"),
-      grace: number("grace", DEFAULT_GRACE, 0, 86_400),
-      lookback: number("lookback", DEFAULT_LOOKBACK, 0, 366 * 86_400),
-      legacy,
-      lease: { ttlSeconds: number("lease-ttl", DEFAULT_LEASE_TTL, 2, 3600) },
-      onPass: (result) => {
-        if (verbose) process.stderr.write(`memipc collect: ${passLine(result)}\n`);
-      },
-      // Passes are retried; say so on stderr, without repeating the same line every second.
-      onError: (error) => {
-        const now = Date.now();
-        if (error.message === lastError.message && now - lastError.at < ERROR_REPEAT_EVERY) return;
-        lastError = { message: error.message, at: now };
-        process.stderr.write(`memipc collect: ${error.message} (retrying)\n`);
-      },
-    });
+    const collector = new Collector(client, db, { ...options, afterPass: writeDueReport });
     if (values.once) {
       // One pass under the lease too: two collectors taking out the same legacy counter would count it twice.
       const lease = collector.lease!;
@@ -108,6 +148,7 @@ export async function runCollect(args: string[]): Promise<void> {
       try {
         const result = await collector.collectOnce();
         process.stderr.write(`memipc collect: ${passLine(result)}\n`);
+        await writeDueReport();
       } finally {
         await lease.release();
       }

@@ -6,6 +6,7 @@ import { COLLECT_HELP, runCollect } from "./collect.js";
 import { INCR_HELP, runIncr, runTiming, TIMING_HELP } from "./count.js";
 import { DRAIN_HELP, runDrain } from "./drain.js";
 import { LOG_HELP, runLog } from "./log.js";
+import { REPORT_HELP, runReport } from "./report.js";
 import { runServer, SERVER_HELP } from "./server.js";
 import { runStatsList, STATS_LIST_HELP } from "./stats-list.js";
 import { runTail, TAIL_HELP } from "./tail.js";
@@ -31,6 +32,11 @@ const COMMANDS: Record<string, Command> = {
     summary: "run the stats collector: closed buckets into SQLite, never twice",
     help: COLLECT_HELP,
     run: runCollect,
+  },
+  report: {
+    summary: "a day's stats summary: text, md, csv, json or html",
+    help: REPORT_HELP,
+    run: runReport,
   },
   "stats-list": {
     summary: "names counted in the latest buckets, with their values",

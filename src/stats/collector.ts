@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
 import { ConfigError, LeaseLostError } from "../errors.js";
 import { Lease, type LeaseOptions } from "../lease/index.js";
-import { LegacyState, type BucketValues, type StatsDb } from "../sinks/stats-db.js";
+import type { BucketValues, StatsDb } from "../sinks/stats-db.js";
 import {
   DEFAULT_BUCKET_SECONDS,
   DEFAULT_BUCKET_TTL,
@@ -76,6 +76,46 @@ export interface CollectorMetrics {
   newest: number | undefined;
 }
 
+/** The options with their defaults, checked: a ConfigError says what is wrong with the first bad one. */
+export function resolveCollectorOptions(options: Partial<CollectorOptions> = {}): CollectorOptions {
+  const o: CollectorOptions = {
+    namespace: options.namespace ?? DEFAULT_NAMESPACE,
+    bucketSeconds: options.bucketSeconds ?? DEFAULT_BUCKET_SECONDS,
+    grace: options.grace ?? DEFAULT_GRACE,
+    interval: options.interval ?? DEFAULT_INTERVAL,
+    lookback: options.lookback ?? DEFAULT_LOOKBACK,
+    recheck: options.recheck ?? DEFAULT_RECHECK,
+    ttl: options.ttl ?? DEFAULT_BUCKET_TTL,
+    legacy: options.legacy ?? [],
+    lease: options.lease ?? {},
+    clock: options.clock ?? Date.now,
+    onPass: options.onPass,
+    onError: options.onError,
+    afterPass: options.afterPass,
+  };
+  validateName(o.namespace, "namespace");
+  wholeSeconds("bucketSeconds", o.bucketSeconds, 1, 86_400);
+  wholeSeconds("grace", o.grace, 0, 86_400);
+  if (!(o.interval > 0 && o.interval <= 86_400)) {
+    throw new ConfigError(`interval ${o.interval} s must be above 0 and at most 86400`);
+  }
+  wholeSeconds("lookback", o.lookback, 0, 366 * 86_400);
+  wholeSeconds("ttl", o.ttl, 1, 30 * 86_400);
+  for (const [i, s] of o.recheck.entries()) {
+    if (!Number.isInteger(s) || s < 1 || (i > 0 && s <= o.recheck[i - 1]!)) {
+      throw new ConfigError(`recheck ${o.recheck.join(",")} must be whole seconds, 1 or more, ascending`);
+    }
+  }
+  for (const name of o.legacy) {
+    if (typeof name !== "string" || name === "" || /[\s\x00-\x1f\x7f]/.test(name) || name.length > 250) {
+      throw new ConfigError(
+        `legacy counter ${JSON.stringify(name)} is not a memcached key (1-250 characters, no spaces or control characters)`,
+      );
+    }
+  }
+  return o;
+}
+
 export class Collector {
   readonly options: CollectorOptions;
   readonly metrics: CollectorMetrics = {
@@ -96,42 +136,8 @@ export class Collector {
   constructor(client: Client, db: StatsDb, options: Partial<CollectorOptions> = {}) {
     this.#client = client;
     this.#db = db;
-    this.options = {
-      namespace: options.namespace ?? DEFAULT_NAMESPACE,
-      bucketSeconds: options.bucketSeconds ?? DEFAULT_BUCKET_SECONDS,
-      grace: options.grace ?? DEFAULT_GRACE,
-      interval: options.interval ?? DEFAULT_INTERVAL,
-      lookback: options.lookback ?? DEFAULT_LOOKBACK,
-      recheck: options.recheck ?? DEFAULT_RECHECK,
-      ttl: options.ttl ?? DEFAULT_BUCKET_TTL,
-      legacy: options.legacy ?? [],
-      lease: options.lease ?? {},
-      clock: options.clock ?? Date.now,
-      onPass: options.onPass,
-      onError: options.onError,
-      afterPass: options.afterPass,
-    };
+    this.options = resolveCollectorOptions(options);
     const o = this.options;
-    validateName(o.namespace, "namespace");
-    wholeSeconds("bucketSeconds", o.bucketSeconds, 1, 86_400);
-    wholeSeconds("grace", o.grace, 0, 86_400);
-    if (!(o.interval > 0 && o.interval <= 86_400)) {
-      throw new ConfigError(`interval ${o.interval} s must be above 0 and at most 86400`);
-    }
-    wholeSeconds("lookback", o.lookback, 0, 366 * 86_400);
-    wholeSeconds("ttl", o.ttl, 1, 30 * 86_400);
-    for (const [i, s] of o.recheck.entries()) {
-      if (!Number.isInteger(s) || s < 1 || (i > 0 && s <= o.recheck[i - 1]!)) {
-        throw new ConfigError(`recheck ${o.recheck.join(",")} must be whole seconds, 1 or more, ascending`);
-      }
-    }
-    for (const name of o.legacy) {
-      if (typeof name !== "string" || name === "" || /[\s\x00-\x1f\x7f]/.test(name) || name.length > 250) {
-        throw new ConfigError(
-          `legacy counter ${JSON.stringify(name)} is not a memcached key (1-250 characters, no spaces or control characters)`,
-        );
-      }
-    }
     this.#lease =
       o.lease === false
         ? undefined
@@ -320,7 +326,7 @@ export class Collector {
       if (now !== undefined && now.cas !== undefined && now.cas.toString() === row.cas) {
         this.#db.dropLegacy(row.id);
       } else {
-        this.#db.settleLegacy(row.id, LegacyState.unconfirmed);
+        this.#db.settleLegacy(row.id, "unconfirmed");
       }
     }
   }
@@ -340,7 +346,7 @@ export class Collector {
       // Only increments can have happened since the read, so the counter holds at least `value` and the
       // decrement leaves exactly those increments behind. A vanished key loses nothing already read.
       await this.#client.decr(name, value);
-      this.#db.settleLegacy(id, LegacyState.done);
+      this.#db.settleLegacy(id, "done");
       result.legacy++;
       result.legacyTotal += value;
     }

@@ -5,7 +5,7 @@ import { ConfigError } from "../errors.js";
 export const DEFAULT_NAMESPACE = "memipc";
 export const DEFAULT_BUCKET_SECONDS = 60; // s per bucket
 export const DEFAULT_BUCKET_TTL = 7 * 24 * 3600; // s a bucket's keys live: long enough for any collector outage
-/** Timer histogram resolution: bucket k holds values in [2^(k/4), 2^((k+1)/4)) ms, about 19 % wide. */
+/** Timer histogram resolution: bucket k ≥ 1 holds values in [2^((k-1)/4), 2^(k/4)) ms, about 19 % wide. */
 export const TIMER_STEPS_PER_DOUBLING = 4;
 /** Values below 1 ms go to bucket 0; bucket indexes stop at this one (about 2^40 ms). */
 export const MAX_TIMER_BUCKET = 160;

@@ -8,7 +8,11 @@ import { MAX_TIMER_BUCKET, TIMER_STEPS_PER_DOUBLING, timerBucketFloor } from "./
  * rank, and placed linearly between the bucket's bounds; the result is never above `maxMs`, the largest
  * sample, when it is known. Always in the same bucket as the nearest-rank sample, or on its upper bound.
  */
-export function percentile(histogram: ReadonlyMap<number, number>, q: number, maxMs?: number): number | undefined {
+export function percentile(
+  histogram: ReadonlyMap<number, number>,
+  q: number,
+  maxMs?: number,
+): number | undefined {
   if (!(q > 0 && q <= 1)) throw new RangeError(`quantile ${q} must be above 0 and at most 1 (e.g. 0.99)`);
   const buckets = [...histogram].filter(([, n]) => n > 0).sort(([a], [b]) => a - b);
   const total = buckets.reduce((sum, [, n]) => sum + n, 0);

@@ -12,6 +12,7 @@ import { ConfigError } from "../../src/errors.js";
 import { StatsDb } from "../../src/sinks/stats-db.js";
 import { Collector } from "../../src/stats/collector.js";
 import { counterKey, timerBucket, timerKey } from "../../src/stats/layout.js";
+import { mergeHistograms, percentile } from "../../src/stats/percentile.js";
 import { StatsWriter } from "../../src/stats/writer.js";
 import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
@@ -131,6 +132,40 @@ for (const target of TARGETS) {
         await collector.collectOnce();
         assert.equal(db.counters(START, START + 60)[0]!.value, 7);
         assert.equal(db.bucket(60, START)!.checks, 4, "collected, then read again at 1 min, 10 min and 1 h");
+        db.close();
+      });
+
+      it("collector: timer p50, p90 and p99 from the stored histograms are within one histogram bucket of the exact values", async (t) => {
+        if (!server) return void requireMemcached(t);
+        let now = T0;
+        const { db, writer, collector } = setup(() => now);
+        let state = 12345;
+        const random = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) + 0.5) / 2 ** 31;
+        const samples: number[] = [];
+        // Three buckets of samples: mostly fast, a slow tail, some under 1 ms.
+        for (let b = 0; b < 3; b++) {
+          now = T0 + b * 60_000 + 1000;
+          const batch = Array.from({ length: 700 }, () => {
+            const r = random();
+            return r < 0.1 ? r * 5 : r < 0.9 ? 5 + random() * 60 : 100 + random() ** 3 * 5000;
+          });
+          samples.push(...batch);
+          await Promise.all(batch.map((ms) => writer.timing("page.ms", ms)));
+        }
+        now = T0 + 4 * 60_000;
+        await collector.collectOnce();
+        const rows = db.timers(START, START + 180);
+        assert.equal(rows.length, 3);
+        const histogram = mergeHistograms(rows.map((r) => r.histogram));
+        const maxMs = Math.max(...rows.map((r) => r.maxUs!)) / 1000;
+        assert.equal(maxMs, Math.round(Math.max(...samples) * 1000) / 1000);
+        const sorted = [...samples].sort((a, b) => a - b);
+        for (const q of [0.5, 0.9, 0.99]) {
+          const exact = sorted[Math.ceil(q * sorted.length) - 1]!;
+          const estimate = percentile(histogram, q, maxMs)!;
+          const apart = Math.abs(timerBucket(estimate) - timerBucket(exact));
+          assert.ok(apart <= 1, `p${q * 100}: ${estimate} ms vs exact ${exact} ms (${apart} buckets apart)`);
+        }
         db.close();
       });
 
