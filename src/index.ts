@@ -22,6 +22,12 @@ export {
   type SinkRecord,
   type EntryRecord,
   type GapRecord,
+  buildDayReport,
+  formatReport,
+  formatHtml,
+  writeReportFiles,
+  ReportFormat,
+  type DayReport,
 } from "./sinks/index.js";
 export { LogProducer, type ProducerOptions, type Appended } from "./log/producer.js";
 export {
@@ -32,4 +38,12 @@ export {
   type LogSink,
 } from "./log/drainer.js";
 export { Layout, type StreamAddress, type SeedNames } from "./log/layout.js";
-export { StatsWriter, type StatsWriterOptions } from "./stats/index.js";
+export {
+  StatsWriter,
+  Collector,
+  percentile,
+  type StatsWriterOptions,
+  type CollectorOptions,
+  type CollectResult,
+} from "./stats/index.js";
+export { StatsDb, DEFAULT_DB_FILE, type StatsDbOptions } from "./sinks/stats-db.js";

@@ -1,4 +1,4 @@
-// Stats: counters, gauges and timers in time buckets.
+// Stats: counters, gauges and timers in time buckets; the collector that stores closed buckets.
 export { StatsWriter, Protocol, type StatsWriterOptions } from "./writer.js";
 export {
   Kind,
@@ -15,3 +15,16 @@ export {
   DEFAULT_BUCKET_TTL,
   type StatsAddress,
 } from "./layout.js";
+export {
+  Collector,
+  resolveCollectorOptions,
+  DEFAULT_GRACE,
+  DEFAULT_INTERVAL,
+  DEFAULT_RECHECK,
+  DEFAULT_LOOKBACK,
+  type CollectorOptions,
+  type CollectResult,
+  type CollectorMetrics,
+} from "./collector.js";
+export { readBuckets } from "./reader.js";
+export { percentile, mergeHistograms } from "./percentile.js";
