@@ -16,7 +16,7 @@ import {
   validateName,
   type StatsAddress,
 } from "./layout.js";
-import { readBuckets, wholeNumber } from "./reader.js";
+import { readIndexes, readValues, valueKeys, wholeNumber, type BucketIndex } from "./reader.js";
 
 export const DEFAULT_GRACE = 30; // s after a bucket ends before it is read: clock skew between nodes
 export const DEFAULT_INTERVAL = 10; // s between collection passes
@@ -24,6 +24,7 @@ export const DEFAULT_INTERVAL = 10; // s between collection passes
 export const DEFAULT_RECHECK: readonly number[] = [60, 600, 3600, 6 * 3600, 86_400];
 export const DEFAULT_LOOKBACK = DEFAULT_BUCKET_TTL; // s back a collector with an empty database looks
 const BUCKETS_PER_READ = 500; // buckets per read (their index keys go in one multi-get)
+const KEYS_PER_ROUND = 100_000; // value keys read before the buckets they hold are stored
 const RETRY_AFTER = 1000; // ms before a pass is tried again after an error
 
 export interface CollectorOptions extends StatsAddress {
@@ -255,22 +256,24 @@ export class Collector {
     while (from <= newest) {
       const starts: number[] = [];
       for (let s = from; s <= newest && starts.length < BUCKETS_PER_READ; s += size) starts.push(s);
-      const values = await readBuckets(this.#client, this.options, starts);
-      const collectedAt = o.clock();
+      const indexes = await readIndexes(this.#client, o, starts);
       let stored = false;
-      for (const bucket of values) {
-        if (bucket === undefined) continue;
+      await this.#readInRounds(indexes, (bucket, collectedAt) => {
         this.#db.storeBucket(bucket, collectedAt, this.#nextCheck(bucket.start, collectedAt, 0));
         result.buckets++;
         result.values += countValues(bucket);
         stored = true;
-      }
+      });
       const lastStart = starts[starts.length - 1]!;
-      if (values[values.length - 1] === undefined && (lastStart === newest || !stored)) {
+      if (indexes[indexes.length - 1] === undefined && (lastStart === newest || !stored)) {
         // An empty bucket is stored only where it marks how far this pass looked, so the next one goes on
         // from there; it is read again like the others in case a late writer fills it.
-        const empty = { start: lastStart, seconds: size, counters: [], gauges: [], timers: [] };
-        this.#db.storeBucket(empty, collectedAt, this.#nextCheck(lastStart, collectedAt, 0));
+        const collectedAt = o.clock();
+        this.#db.storeBucket(
+          emptyBucket(lastStart, size),
+          collectedAt,
+          this.#nextCheck(lastStart, collectedAt, 0),
+        );
       }
       from = lastStart + size;
     }
@@ -279,30 +282,55 @@ export class Collector {
   async #recheck(result: CollectResult): Promise<void> {
     const size = this.options.bucketSeconds;
     for (;;) {
-      const now = this.options.clock();
-      const due = this.#db.bucketsDue(size, now, BUCKETS_PER_READ);
+      const due = this.#db.bucketsDue(size, this.options.clock(), BUCKETS_PER_READ);
       if (due.length === 0) return;
-      const values = await readBuckets(
+      const indexes = await readIndexes(
         this.#client,
         this.options,
         due.map((b) => b.start),
       );
+      const read = new Map<number, BucketValues>();
+      await this.#readInRounds(indexes, (bucket) => void read.set(bucket.start, bucket));
       const collectedAt = this.options.clock();
-      for (const [i, bucket] of due.entries()) {
-        const read = values[i] ?? {
-          start: bucket.start,
-          seconds: size,
-          counters: [],
-          gauges: [],
-          timers: [],
-        };
-        const next = this.#nextCheck(bucket.start, bucket.firstCollected, bucket.checks);
-        this.#db.storeBucket(read, collectedAt, next);
+      for (const bucket of due) {
+        const values = read.get(bucket.start) ?? emptyBucket(bucket.start, size);
+        this.#db.storeBucket(
+          values,
+          collectedAt,
+          this.#nextCheck(bucket.start, bucket.firstCollected, bucket.checks),
+        );
         result.rechecked++;
-        result.values += countValues(read);
+        result.values += countValues(values);
       }
       if (due.length < BUCKETS_PER_READ) return;
     }
+  }
+
+  /**
+   * Reads the values of the buckets with an index, a round of about KEYS_PER_ROUND keys at a time (so
+   * memory stays bounded however many names a bucket has), and hands each bucket over as soon as its round
+   * is in, with the time it was read.
+   */
+  async #readInRounds(
+    indexes: ReadonlyArray<BucketIndex | undefined>,
+    each: (bucket: BucketValues, collectedAt: number) => void,
+  ): Promise<void> {
+    let round: BucketIndex[] = [];
+    let keys = 0;
+    const flush = async (): Promise<void> => {
+      const values = await readValues(this.#client, this.options, round);
+      const collectedAt = this.options.clock();
+      for (const bucket of values) each(bucket, collectedAt);
+      round = [];
+      keys = 0;
+    };
+    for (const index of indexes) {
+      if (index === undefined) continue;
+      round.push(index);
+      keys += valueKeys(index);
+      if (keys >= KEYS_PER_ROUND) await flush();
+    }
+    if (round.length > 0) await flush();
   }
 
   /** When to read a bucket again after its `checks`-th read; undefined once the schedule or its keys end. */
@@ -351,6 +379,10 @@ export class Collector {
       result.legacyTotal += value;
     }
   }
+}
+
+function emptyBucket(start: number, seconds: number): BucketValues {
+  return { start, seconds, counters: [], gauges: [], timers: [] };
 }
 
 function countValues(bucket: BucketValues): number {

@@ -16,6 +16,41 @@ import {
 
 const KEYS_PER_READ = 20_000; // value keys per multi-get round
 
+/** What a bucket's index lists, by kind, each list sorted. */
+export interface BucketIndex {
+  start: number;
+  counters: string[];
+  gauges: string[];
+  timers: string[];
+}
+
+/** The keys reading a bucket's values takes (histogram buckets aside). */
+export function valueKeys(index: BucketIndex): number {
+  return index.counters.length + index.gauges.length + 3 * index.timers.length;
+}
+
+/**
+ * The indexes of the buckets starting at `starts` (unix s), in one multi-get: undefined for a bucket without
+ * one (nothing was written to it, or its keys are gone).
+ */
+export async function readIndexes(
+  client: Client,
+  o: StatsAddress,
+  starts: readonly number[],
+): Promise<Array<BucketIndex | undefined>> {
+  const found = await client.getMany(starts.map((s) => indexKey(o, s)));
+  return found.map((index, i) => {
+    if (index === undefined) return undefined;
+    const names = parseIndex(index.toString("latin1"));
+    return {
+      start: starts[i]!,
+      counters: [...(names.get("c") ?? [])].sort(),
+      gauges: [...(names.get("g") ?? [])].sort(),
+      timers: [...(names.get("t") ?? [])].sort(),
+    };
+  });
+}
+
 /**
  * Reads the buckets starting at `starts` (unix s): undefined for a bucket without an index (nothing was
  * written to it, or its keys are gone).
@@ -25,20 +60,23 @@ export async function readBuckets(
   o: StatsAddress,
   starts: readonly number[],
 ): Promise<Array<BucketValues | undefined>> {
-  const indexes = await client.getMany(starts.map((s) => indexKey(o, s)));
-  const plans: BucketPlan[] = [];
-  const out = new Array<BucketValues | undefined>(starts.length).fill(undefined);
-  for (const [i, index] of indexes.entries()) {
-    if (index === undefined) continue;
-    const names = parseIndex(index.toString("latin1"));
-    plans.push({
-      position: i,
-      start: starts[i]!,
-      counters: [...(names.get("c") ?? [])].sort(),
-      gauges: [...(names.get("g") ?? [])].sort(),
-      timers: [...(names.get("t") ?? [])].sort(),
-    });
-  }
+  const indexes = await readIndexes(client, o, starts);
+  const values = await readValues(
+    client,
+    o,
+    indexes.filter((i) => i !== undefined),
+  );
+  let next = 0;
+  return indexes.map((index) => (index === undefined ? undefined : values[next++]));
+}
+
+/** The values of the buckets whose indexes are given, in their order. */
+export async function readValues(
+  client: Client,
+  o: StatsAddress,
+  plans: readonly BucketIndex[],
+): Promise<BucketValues[]> {
+  const out: BucketValues[] = [];
   // Counters, gauges and each timer's n, s and m first; then the histogram buckets up to each timer's max.
   const keys: string[] = [];
   for (const p of plans) {
@@ -64,7 +102,7 @@ export async function readBuckets(
       gauges: [],
       timers: [],
     };
-    out[p.position] = bucket;
+    out.push(bucket);
     for (const name of p.counters) {
       const value = wholeNumber(values[at++]);
       if (value !== undefined)
@@ -107,14 +145,6 @@ async function readKeys(client: Client, keys: readonly string[]): Promise<Array<
     rounds.push(client.getMany(keys.slice(i, i + KEYS_PER_READ)));
   }
   return (await Promise.all(rounds)).flat();
-}
-
-interface BucketPlan {
-  position: number;
-  start: number;
-  counters: string[];
-  gauges: string[];
-  timers: string[];
 }
 
 /** A stored counter: decimal digits, maybe padded with spaces by an in-place decrement. */
