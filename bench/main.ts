@@ -3,6 +3,7 @@
 import { clientScenario } from "./client.js";
 import { logScenario } from "./log.js";
 import { serverScenario } from "./server.js";
+import { statsScenario } from "./stats.js";
 
 export interface Scenario {
   /** The name given on the command line. */
@@ -15,7 +16,7 @@ export interface Scenario {
   run(args: readonly string[]): Promise<void>;
 }
 
-const SCENARIOS: readonly Scenario[] = [serverScenario, clientScenario, logScenario];
+const SCENARIOS: readonly Scenario[] = [serverScenario, clientScenario, logScenario, statsScenario];
 
 function listing(): string {
   const width = Math.max(...SCENARIOS.map((scenario) => scenario.name.length));

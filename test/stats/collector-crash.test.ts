@@ -63,6 +63,7 @@ for (const target of TARGETS) {
         "--interval=0.2",
         "--lookback=60",
         "--lease-ttl=2",
+        "--no-reports",
         "--verbose",
       ];
       const writers = Array.from({ length: WRITERS }, (_, i) => {
