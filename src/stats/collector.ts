@@ -258,11 +258,16 @@ export class Collector {
       for (let s = from; s <= newest && starts.length < BUCKETS_PER_READ; s += size) starts.push(s);
       const indexes = await readIndexes(this.#client, o, starts);
       let stored = false;
-      await this.#readInRounds(indexes, (bucket, collectedAt) => {
-        this.#db.storeBucket(bucket, collectedAt, this.#nextCheck(bucket.start, collectedAt, 0));
-        result.buckets++;
-        result.values += countValues(bucket);
-        stored = true;
+      await this.#readInRounds(indexes, (buckets, collectedAt) => {
+        this.#db.storeBuckets(
+          buckets.map((values) => ({ values, nextCheck: this.#nextCheck(values.start, collectedAt, 0) })),
+          collectedAt,
+        );
+        for (const bucket of buckets) {
+          result.buckets++;
+          result.values += countValues(bucket);
+        }
+        stored ||= buckets.length > 0;
       });
       const lastStart = starts[starts.length - 1]!;
       if (indexes[indexes.length - 1] === undefined && (lastStart === newest || !stored)) {
@@ -290,17 +295,20 @@ export class Collector {
         due.map((b) => b.start),
       );
       const read = new Map<number, BucketValues>();
-      await this.#readInRounds(indexes, (bucket) => void read.set(bucket.start, bucket));
+      await this.#readInRounds(indexes, (buckets) => {
+        for (const bucket of buckets) read.set(bucket.start, bucket);
+      });
       const collectedAt = this.options.clock();
+      this.#db.storeBuckets(
+        due.map((bucket) => ({
+          values: read.get(bucket.start) ?? emptyBucket(bucket.start, size),
+          nextCheck: this.#nextCheck(bucket.start, bucket.firstCollected, bucket.checks),
+        })),
+        collectedAt,
+      );
       for (const bucket of due) {
-        const values = read.get(bucket.start) ?? emptyBucket(bucket.start, size);
-        this.#db.storeBucket(
-          values,
-          collectedAt,
-          this.#nextCheck(bucket.start, bucket.firstCollected, bucket.checks),
-        );
         result.rechecked++;
-        result.values += countValues(values);
+        result.values += countValues(read.get(bucket.start) ?? emptyBucket(bucket.start, size));
       }
       if (due.length < BUCKETS_PER_READ) return;
     }
@@ -308,19 +316,18 @@ export class Collector {
 
   /**
    * Reads the values of the buckets with an index, a round of about KEYS_PER_ROUND keys at a time (so
-   * memory stays bounded however many names a bucket has), and hands each bucket over as soon as its round
+   * memory stays bounded however many names a bucket has), and hands each round's buckets over as soon as it
    * is in, with the time it was read.
    */
   async #readInRounds(
     indexes: ReadonlyArray<BucketIndex | undefined>,
-    each: (bucket: BucketValues, collectedAt: number) => void,
+    each: (buckets: BucketValues[], collectedAt: number) => void,
   ): Promise<void> {
     let round: BucketIndex[] = [];
     let keys = 0;
     const flush = async (): Promise<void> => {
       const values = await readValues(this.#client, this.options, round);
-      const collectedAt = this.options.clock();
-      for (const bucket of values) each(bucket, collectedAt);
+      each(values, this.options.clock());
       round = [];
       keys = 0;
     };

@@ -138,13 +138,17 @@ export async function readValues(
   return out;
 }
 
+/**
+ * The values of `keys` in order, KEYS_PER_READ at a time: one round in flight, so a large read neither
+ * queues past the client's request timeout nor crowds out other requests on the connection.
+ */
 async function readKeys(client: Client, keys: readonly string[]): Promise<Array<Buffer | undefined>> {
   if (keys.length <= KEYS_PER_READ) return client.getMany(keys);
-  const rounds: Array<Promise<Array<Buffer | undefined>>> = [];
+  const values: Array<Buffer | undefined> = [];
   for (let i = 0; i < keys.length; i += KEYS_PER_READ) {
-    rounds.push(client.getMany(keys.slice(i, i + KEYS_PER_READ)));
+    values.push(...(await client.getMany(keys.slice(i, i + KEYS_PER_READ))));
   }
-  return (await Promise.all(rounds)).flat();
+  return values;
 }
 
 /** A stored counter: decimal digits, maybe padded with spaces by an in-place decrement. */
