@@ -517,6 +517,57 @@ export class Client {
     return stored;
   }
 
+  /**
+   * Adds to many counters at once, creating a missing one with its amount: per server, one write of quiet
+   * meta arithmetic (`ma <key> N<ttl> J<by> D<by> q O<i>`) closed by `mn`. memcached answers only the
+   * counters it created (`HD`), so the cost is a round trip per server rather than per counter. Rejects if a
+   * server answered with an error (a value that is not a number, or a server without the meta protocol:
+   * check with one plain `ma` first); then which of its counters were incremented is unknown.
+   */
+  async incrMulti(
+    items: ReadonlyArray<{ key: string; by: number }>,
+    options: { ttl?: number } = {},
+  ): Promise<void> {
+    if (items.length === 0) return;
+    const ttl = options.ttl ?? 0;
+    if (!Number.isInteger(ttl)) throw new ClientError(`ttl ${ttl} must be a whole number of seconds`);
+    const groups = new Map<number, string[]>();
+    for (let i = 0; i < items.length; i++) {
+      const { key, by } = items[i]!;
+      if (!Number.isSafeInteger(by) || by < 0) {
+        throw new ClientError(`increment ${by} of ${JSON.stringify(key)} is not a whole number of 0 or more`);
+      }
+      validateKey(key);
+      if (keyLength(key, false) !== key.length) {
+        throw new ClientError(`incrMulti takes ASCII keys only; ${JSON.stringify(key)} is not`);
+      }
+      const server = this.#connections.length === 1 ? 0 : this.serverIndex(key);
+      let lines = groups.get(server);
+      if (lines === undefined) groups.set(server, (lines = []));
+      lines.push(`ma ${key} N${ttl} J${by} D${by} q O${i}\r\n`);
+    }
+    const requests: Promise<void>[] = [];
+    for (const [server, lines] of groups) {
+      const connection = this.#ordered(server);
+      const bytes = Buffer.from(lines.join("") + "mn\r\n", "latin1");
+      requests.push(
+        connection.request(bytes, ReplyShape.untilMn, "ma").then((frames) => {
+          for (const frame of frames) {
+            // A counter created by N is answered even in quiet mode (memcached 1.6 does so).
+            if (frame.kind === "MN" || frame.kind === "HD") continue;
+            if (frame.kind === "ERROR" || frame.kind === "CLIENT_ERROR" || frame.kind === "SERVER_ERROR") {
+              const error = replyError(frame);
+              error.message = `ma (increment) to ${connection.name}: ${error.message}`;
+              throw error;
+            }
+            throw unexpected("ma", frame);
+          }
+        }),
+      );
+    }
+    await Promise.all(requests);
+  }
+
   /** Stores only if the item still has CAS unique `cas` (from gets). */
   async cas(key: string, value: Value, cas: bigint, options: StoreOptions = {}): Promise<CasResult> {
     this.#checkValue(key, value);

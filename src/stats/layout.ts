@@ -58,9 +58,17 @@ export function timerKey(address: StatsAddress, start: number, name: string, par
   return `${prefix(address, start)}t:${name}:${part}`;
 }
 
-/** The bucket's index: ` <kind>:<name>` appended once per writer process and name. */
+/** The bucket's index: ` <kind>:<name>` entries, each name appended about once (see listedKey). */
 export function indexKey(address: StatsAddress, start: number): string {
   return `${prefix(address, start)}names`;
+}
+
+/**
+ * A name's marker in a bucket (`l:<kind>:<name>`): set after the name was appended to the index, so other
+ * writers skip the append. Optional for writers: without it the index only grows longer.
+ */
+export function listedKey(address: StatsAddress, start: number, entry: string): string {
+  return `${prefix(address, start)}l:${entry}`;
 }
 
 /** The histogram bucket of a duration in ms. */

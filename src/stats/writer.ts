@@ -1,6 +1,6 @@
 // Counting on any node: counters, gauges and timers go into the current time bucket. Increments made in the
-// same tick are summed per key and sent pipelined; a counter is created and incremented in one round trip
-// with meta arithmetic (`ma` with auto-create), or with incr/add on a server that only speaks text.
+// same tick are summed per key and sent together: one quiet batch of meta arithmetic (`ma` with auto-create,
+// closed by `mn`) once the server has shown it speaks meta, or incr/add on a server that only speaks text.
 import type { Client } from "../client/index.js";
 import { CommandError, ConfigError } from "../errors.js";
 import {
@@ -12,6 +12,7 @@ import {
   counterKey,
   gaugeKey,
   indexKey,
+  listedKey,
   timerBucket,
   timerKey,
   validateName,
@@ -33,24 +34,37 @@ export interface StatsWriterOptions extends StatsAddress {
 const MAX_INCREMENT = Number.MAX_SAFE_INTEGER;
 const INDEX_TRIES = 3; // append, add, append: enough for two writers creating an index at once
 const MAX_TRIES = 20; // compare-and-swap rounds for a timer's max key before giving up
+const TEXT_BATCH = 1000; // counters incremented at once with text commands (the client caps requests in flight)
+const INDEX_ENTRIES_PER_APPEND = 2000; // names per append to a bucket's index
 const MAX_KEYS_KEPT = 10_000; // timer max keys whose largest sent sample a writer remembers
+
+/** A name's keys in the current bucket, made once per bucket. */
+interface CounterSlot {
+  key: string;
+  listed: boolean;
+}
 
 export class StatsWriter {
   readonly options: StatsWriterOptions;
   readonly #client: Client;
   #useMeta: boolean;
+  /** Set once the server has answered an `ma`: from then on a tick's increments go out as one quiet batch. */
+  #metaConfirmed = false;
+  /** The bucket the counter slots are for, and the slots by name. */
+  #slotsStart = -1;
+  #slots = new Map<string, CounterSlot>();
   /** Per tick: counter key → amount to add. */
   #pending = new Map<string, number>();
   /** Per tick: timer max key → the largest sample (µs) of the tick, when above what this process sent. */
   #maxima = new Map<string, number>();
   /** The largest sample (µs) this process has stored per timer max key (the current bucket's and older). */
   #maxSent = new Map<string, number>();
-  /** Per tick: index key → entries (` c:name`) this process has not listed yet. */
-  #newNames = new Map<string, string[]>();
-  /** Index entries this process already appended, per bucket (the current and the one before are kept). */
-  #listed = new Map<string, Set<string>>();
-  #scheduled = false;
-  #waiting: Array<{ resolve(): void; reject(error: Error): void }> = [];
+  /** Per tick: bucket start → index entries (`c:name`) this process has not listed yet. */
+  #newNames = new Map<number, string[]>();
+  /** Index entries this process already listed, per bucket (the current and the one before are kept). */
+  #listed = new Map<number, Set<string>>();
+  /** The tick's promise, shared by every call made in it. */
+  #tick: Promise<void> | undefined;
 
   constructor(client: Client, options: Partial<StatsWriterOptions> = {}) {
     this.#client = client;
@@ -75,18 +89,34 @@ export class StatsWriter {
     this.#useMeta = o.protocol !== Protocol.text;
   }
 
-  /** Adds `by` (a whole number, 1 or more) to the counter `name` in the current bucket. */
+  /**
+   * Adds `by` (a whole number, 1 or more) to the counter `name` in the current bucket. Resolves once the
+   * tick's counts have reached memcached; a rejection means some of them may have landed and others not.
+   */
   incr(name: string, by = 1): Promise<void> {
+    const start = this.#bucket();
+    if (start !== this.#slotsStart) {
+      this.#slotsStart = start;
+      this.#slots = new Map();
+    }
+    let slot = this.#slots.get(name);
     try {
-      validateName(name);
       if (!Number.isSafeInteger(by) || by < 1) {
+        validateName(name);
         throw new ConfigError(`incr ${name}: ${by} is not a whole number of 1 or more (counters only go up)`);
       }
-      const start = this.#bucket();
-      this.#add(counterKey(this.options, start, name), by);
-      this.#list(start, Kind.counter, name);
+      if (slot === undefined) {
+        validateName(name);
+        slot = { key: counterKey(this.options, start, name), listed: false };
+        this.#slots.set(name, slot);
+      }
+      this.#add(slot.key, by);
     } catch (error) {
       return Promise.reject(error);
+    }
+    if (!slot.listed) {
+      slot.listed = true;
+      this.#list(start, Kind.counter, name);
     }
     return this.#whenSent();
   }
@@ -138,60 +168,65 @@ export class StatsWriter {
   }
 
   #list(start: number, kind: Kind, name: string): void {
-    const key = indexKey(this.options, start);
-    let listed = this.#listed.get(key);
+    let listed = this.#listed.get(start);
     if (listed === undefined) {
       // Keep the sets of the last two buckets only: older ones are never written again by this process.
       if (this.#listed.size >= 2) this.#listed.delete(this.#listed.keys().next().value!);
-      this.#listed.set(key, (listed = new Set()));
+      this.#listed.set(start, (listed = new Set()));
     }
     const entry = `${kind}:${name}`;
     if (listed.has(entry)) return;
     listed.add(entry);
-    const names = this.#newNames.get(key);
-    if (names === undefined) this.#newNames.set(key, [entry]);
+    const names = this.#newNames.get(start);
+    if (names === undefined) this.#newNames.set(start, [entry]);
     else names.push(entry);
   }
 
-  /** Resolves once everything counted so far in this tick has reached memcached. */
+  /** The tick's promise: settles once everything counted in this tick has reached memcached. */
   #whenSent(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#waiting.push({ resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        queueMicrotask(() => void this.#flush());
-      }
-    });
+    if (this.#tick === undefined) {
+      this.#tick = new Promise<void>((resolve) => queueMicrotask(resolve)).then(() => this.#flush());
+    }
+    return this.#tick;
   }
 
   async #flush(): Promise<void> {
-    this.#scheduled = false;
     const pending = this.#pending;
     const newNames = this.#newNames;
     const maxima = this.#maxima;
-    const waiting = this.#waiting;
+    this.#tick = undefined;
     this.#pending = new Map();
     this.#newNames = new Map();
     this.#maxima = new Map();
-    this.#waiting = [];
-    try {
-      const sends: Promise<void>[] = [];
-      for (const [key, entries] of newNames) sends.push(this.#appendIndex(key, entries));
-      for (const [key, by] of pending) sends.push(this.#increment(key, by));
-      for (const [key, micros] of maxima) sends.push(this.#storeMax(key, micros));
-      await Promise.all(sends);
-      for (const w of waiting) w.resolve();
-    } catch (error) {
-      for (const w of waiting) w.reject(error as Error);
+    const sends: Promise<void>[] = [this.#incrementAll(pending)];
+    for (const [start, entries] of newNames) sends.push(this.#listNames(start, entries));
+    for (const [key, micros] of maxima) sends.push(this.#storeMax(key, micros));
+    await Promise.all(sends);
+  }
+
+  async #incrementAll(pending: Map<string, number>): Promise<void> {
+    if (pending.size === 0) return;
+    const ttl = this.options.ttl;
+    if (this.#metaConfirmed) {
+      const items: Array<{ key: string; by: number }> = [];
+      for (const [key, by] of pending) items.push({ key, by });
+      return this.#client.incrMulti(items, { ttl });
+    }
+    const entries = [...pending];
+    for (let i = 0; i < entries.length; i += TEXT_BATCH) {
+      const batch = entries.slice(i, i + TEXT_BATCH);
+      await Promise.all(batch.map(([key, by]) => this.#increment(key, by)));
     }
   }
 
+  /** One counter, one round trip: `ma` (which tells whether the server has the meta protocol), else text. */
   async #increment(key: string, by: number): Promise<void> {
     const ttl = this.options.ttl;
     if (this.#useMeta) {
       try {
         // Created with the amount itself on a miss (J), incremented by it otherwise (D): one round trip.
         await this.#client.ma(key, [`N${ttl}`, `J${by}`, `D${by}`]);
+        this.#metaConfirmed = true;
         return;
       } catch (error) {
         if (!(error instanceof CommandError) || this.options.protocol === Protocol.meta) throw error;
@@ -226,12 +261,39 @@ export class StatsWriter {
     throw new CommandError(`could not store the timer maximum ${key}: other writers kept changing it`);
   }
 
-  async #appendIndex(key: string, entries: readonly string[]): Promise<void> {
-    const text = ` ${entries.join(" ")}`;
+  /**
+   * Lists names in a bucket's index. Each name's marker key (`l:<kind>:<name>`) says another writer has
+   * listed it already, so the index holds each name about once however many processes count it; the marker
+   * is set only after the append, so a name is never left out (two writers racing may both list it).
+   */
+  async #listNames(start: number, entries: readonly string[]): Promise<void> {
+    const o = this.options;
+    const markers = entries.map((entry) => listedKey(o, start, entry));
+    const found = await this.#client.getMany(markers);
+    const missing = entries.filter((_, i) => found[i] === undefined);
+    if (missing.length === 0) return;
+    const key = indexKey(o, start);
+    // Appends are kept well under memcached's 1 MB item limit; a bucket's index grows by one per name.
+    for (let i = 0; i < missing.length; i += INDEX_ENTRIES_PER_APPEND) {
+      await this.#appendIndex(key, ` ${missing.slice(i, i + INDEX_ENTRIES_PER_APPEND).join(" ")}`);
+    }
+    // Text `add`s, pipelined: they work on every server (a writer may not know yet whether meta does).
+    for (let i = 0; i < missing.length; i += TEXT_BATCH) {
+      const batch = missing.slice(i, i + TEXT_BATCH);
+      await Promise.all(
+        batch.map((entry) => this.#client.add(listedKey(o, start, entry), "1", { ttl: o.ttl })),
+      );
+    }
+  }
+
+  async #appendIndex(key: string, text: string): Promise<void> {
     for (let attempt = 0; attempt < INDEX_TRIES; attempt++) {
       if (await this.#client.append(key, text)) return;
       if (await this.#client.add(key, text, { ttl: this.options.ttl })) return;
     }
-    throw new CommandError(`could not write the stats index ${key}: it keeps disappearing (evictions?)`);
+    throw new CommandError(
+      `could not write the stats index ${key}: append and add were both refused ${INDEX_TRIES} times ` +
+        "(evicted as fast as it is written, or past the server's item size limit: too many names in one bucket)",
+    );
   }
 }

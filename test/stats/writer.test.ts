@@ -96,6 +96,25 @@ for (const target of TARGETS) {
         assert.deepEqual([...index.get("g")!], ["queue.length"]);
       });
 
+      it("stats: a name is listed in the index once however many writers count it, and 12,000 names fit in one tick", async (t) => {
+        if (!server) return void requireMemcached(t);
+        const options = { namespace: namespace(), protocol, clock: () => T0 };
+        const address = { namespace: options.namespace, bucketSeconds: 60 };
+        const writers = Array.from({ length: 5 }, () => new StatsWriter(client, options));
+        // One after the other (racing writers may both list a name; that is harmless).
+        for (const writer of writers) await writer.incr("shared");
+        const names = Array.from({ length: 12_000 }, (_, i) => `n${i}`);
+        await Promise.all(names.map((name) => writers[0]!.incr(name)));
+        await Promise.all(names.map((name) => writers[1]!.incr(name, 2)));
+        const index = (await client.get(indexKey(address, T0 / 1000)))!.value.toString();
+        const entries = index.split(" ").filter((e) => e !== "");
+        assert.equal(entries.filter((e) => e === "c:shared").length, 1);
+        assert.equal(entries.length, names.length + 1, "each name once");
+        const values = await client.getMany(names.map((name) => counterKey(address, T0 / 1000, name)));
+        assert.ok(values.every((v) => v !== undefined && Number(v.toString().trim()) === 3));
+        assert.equal(await number(counterKey(address, T0 / 1000, "shared")), 5);
+      });
+
       it("stats: bad names and amounts are refused before anything is sent, saying what is allowed", async (t) => {
         if (!server) return void requireMemcached(t);
         const writer = new StatsWriter(client, { namespace: namespace(), protocol });
