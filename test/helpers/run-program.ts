@@ -1,6 +1,6 @@
 // Runs another program (a Python or Perl script) to its end, for tests that check memipc against clients in
 // other languages.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 
 /** Resolves with what the program printed; rejects, with its stderr, if it fails or outlives `timeoutMs`. */
 export function runProgram(
@@ -28,4 +28,14 @@ export function runProgram(
     });
     if (options.input !== undefined) child.stdin!.end(options.input);
   });
+}
+
+/** True when `command args…` runs and exits 0 within 10 s. */
+export const works = (command: string, args: string[]): boolean =>
+  spawnSync(command, args, { stdio: "ignore", timeout: 10_000 }).status === 0;
+
+/** A Python 3 that can import pymemcache: $PYMEMCACHE_PYTHON, Debian's /usr/bin/python3, or python3 on PATH. */
+export function pymemcachePython(): string | undefined {
+  const candidates = [process.env.PYMEMCACHE_PYTHON, "/usr/bin/python3", "python3"];
+  return candidates.find((python) => python && works(python, ["-c", "import pymemcache"]));
 }

@@ -5,7 +5,6 @@
 // there (with a small limit), roll the counter over and drain in order. Run against the embedded server and
 // real memcached.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +16,7 @@ import { DEFAULT_SEED_NAMES, Layout, headValue, nextEpoch } from "../../src/log/
 import { LogProducer } from "../../src/log/producer.js";
 import { openFileSink } from "../../src/sinks/file-sink.js";
 import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
-import { runProgram } from "../helpers/run-program.js";
+import { pymemcachePython, runProgram, works } from "../helpers/run-program.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
 
 const INSTALL_HINT = "apt-get install -y python3-pymemcache libcache-memcached-perl";
@@ -37,15 +36,6 @@ const PERL_WRITER = join(ROOT, "test", "log", "interop", "writer.pl");
 const PROTOCOL_DOC = join(ROOT, "docs", "PROTOCOL.md");
 const EXAMPLE_LIMIT = 3; // the documented examples run with this limit, so a few appends roll the counter over
 const EXAMPLE_ROUNDS = 4; // each round runs both examples at once: 8 entries, epochs of 3, 3 and 2
-
-const works = (command: string, args: string[]): boolean =>
-  spawnSync(command, args, { stdio: "ignore", timeout: 10_000 }).status === 0;
-
-/** A Python 3 that can import pymemcache: $PYMEMCACHE_PYTHON, Debian's /usr/bin/python3, or python3 on PATH. */
-function pymemcachePython(): string | undefined {
-  const candidates = [process.env.PYMEMCACHE_PYTHON, "/usr/bin/python3", "python3"];
-  return candidates.find((python) => python && works(python, ["-c", "import pymemcache"]));
-}
 
 /** A Perl that has Cache::Memcached: Debian's /usr/bin/perl, or perl on PATH. */
 function cacheMemcachedPerl(): string | undefined {
