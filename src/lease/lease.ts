@@ -254,6 +254,42 @@ export class Lease {
     }
   }
 
+  /**
+   * Works under the lease until `signal` aborts: stands by until the lease is held, runs `work` with a signal
+   * that fires when the lease is lost or `signal` aborts, releases the lease only once `work` has settled,
+   * and stands by again after a loss. An error while waiting goes to `onError` and the wait starts again
+   * `retryAfter` ms later (default 1000). Resolves when `signal` aborts and the work in flight has settled.
+   */
+  async serve(
+    work: (signal: AbortSignal) => Promise<void>,
+    options: { signal?: AbortSignal; onError?: (error: Error) => void; retryAfter?: number } = {},
+  ): Promise<void> {
+    const { signal, onError } = options;
+    while (!signal?.aborted) {
+      // The caller's signal may stop the wait; once held, the lease is released only after the work in
+      // flight has settled (hold() would release it at once on abort).
+      const waiting = new AbortController();
+      const stopWaiting = (): void => waiting.abort(signal?.reason);
+      signal?.addEventListener("abort", stopWaiting, { once: true });
+      let held: AbortSignal;
+      try {
+        held = await this.hold(waiting.signal);
+      } catch (error) {
+        if (signal?.aborted) break;
+        onError?.(error as Error);
+        await sleep(options.retryAfter ?? 1000, signal).catch(() => undefined);
+        continue;
+      } finally {
+        signal?.removeEventListener("abort", stopWaiting);
+      }
+      try {
+        await work(signal === undefined ? held : AbortSignal.any([signal, held]));
+      } finally {
+        if (!held.aborted) await this.release().catch(() => undefined);
+      }
+    }
+  }
+
   /** Who holds the lease now, read from memcached (for the dashboard). */
   async status(): Promise<LeaseStatus> {
     const reply = await this.#client.mg(this.key, ["v", "t"]);

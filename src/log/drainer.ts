@@ -332,34 +332,15 @@ export class Drainer {
    * if the lease is lost. Resolves when `signal` aborts (after the work in flight has settled).
    */
   async run(signal?: AbortSignal): Promise<void> {
-    while (!signal?.aborted) {
-      if (this.#lease === undefined) {
-        await this.#activeRun(signal);
-        continue;
-      }
-      // The caller's signal may stop the wait, but once held the lease is released only after the work in
-      // flight has settled and the sink is closed (hold() would release it at once on abort).
-      const waiting = new AbortController();
-      const stopWaiting = (): void => waiting.abort(signal?.reason);
-      signal?.addEventListener("abort", stopWaiting, { once: true });
-      let held: AbortSignal;
-      try {
-        held = await this.#lease.hold(waiting.signal);
-      } catch (error) {
-        if (signal?.aborted) break;
-        this.#noteError(error as Error);
-        await pause(RETRY_AFTER, signal);
-        continue;
-      } finally {
-        signal?.removeEventListener("abort", stopWaiting);
-      }
-      const both = signal === undefined ? held : AbortSignal.any([signal, held]);
-      try {
-        await this.#activeRun(both);
-      } finally {
-        if (!held.aborted) await this.#lease.release().catch(() => undefined);
-      }
+    if (this.#lease === undefined) {
+      while (!signal?.aborted) await this.#activeRun(signal);
+      return;
     }
+    await this.#lease.serve((held) => this.#activeRun(held), {
+      signal,
+      onError: (error) => this.#noteError(error),
+      retryAfter: RETRY_AFTER,
+    });
   }
 
   /** Drains until `signal` aborts; errors close the sink and start again from its durable cursor. */

@@ -181,36 +181,21 @@ export class Collector {
    * it), until `signal` aborts. Errors are reported through onError and the pass is tried again.
    */
   async run(signal?: AbortSignal): Promise<void> {
-    while (!signal?.aborted) {
-      if (this.#lease === undefined) {
-        await this.#loop(signal);
-        continue;
-      }
-      // The caller's signal may stop the wait; once held, the lease is released only after the pass in
-      // flight has settled (hold() would release it at once on abort).
-      const waiting = new AbortController();
-      const stopWaiting = (): void => waiting.abort(signal?.reason);
-      signal?.addEventListener("abort", stopWaiting, { once: true });
-      let held: AbortSignal;
-      try {
-        held = await this.#lease.hold(waiting.signal);
-      } catch (error) {
-        if (signal?.aborted) break;
-        this.#noteError(error as Error);
-        await pause(RETRY_AFTER, signal);
-        continue;
-      } finally {
-        signal?.removeEventListener("abort", stopWaiting);
-      }
-      const both = signal === undefined ? held : AbortSignal.any([signal, held]);
-      this.#leased = true;
-      try {
-        await this.#loop(both);
-      } finally {
-        this.#leased = false;
-        if (!held.aborted) await this.#lease.release().catch(() => undefined);
-      }
+    if (this.#lease === undefined) {
+      while (!signal?.aborted) await this.#loop(signal);
+      return;
     }
+    await this.#lease.serve(
+      async (held) => {
+        this.#leased = true;
+        try {
+          await this.#loop(held);
+        } finally {
+          this.#leased = false;
+        }
+      },
+      { signal, onError: (error) => this.#noteError(error), retryAfter: RETRY_AFTER },
+    );
   }
 
   /** The lease's holder, when one is configured. */
