@@ -1,9 +1,11 @@
 // What the benchmark scenarios share: starting servers on free loopback ports and stopping them by PID,
 // finding tools, option parsing, medians and table formatting.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { delimiter, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig["options"]>;
@@ -303,4 +305,109 @@ export function parseScenarioArgs<T extends ParseArgsOptionsConfig>(
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`${reason}; see \`npm run bench -- ${scenario} --help\``, { cause: error });
   }
+}
+
+/** What every worker message has: its type, and for an `error` message why. */
+export interface MBase {
+  type: string;
+  message?: string;
+}
+
+/**
+ * A benchmark's child process speaking JSON lines: commands go to its stdin, one message per line comes back
+ * on its stdout (a line that is not JSON is shown as progress); a message of type `error` ends it.
+ */
+export class WorkerProcess<M extends MBase> {
+  readonly label: string;
+  readonly child: ChildProcess;
+  readonly closed: Promise<void>;
+  readonly #queue: M[] = [];
+  readonly #waiting: { resolve(message: M): void; reject(error: Error): void }[] = [];
+  #ended: Error | undefined;
+
+  constructor(label: string, file: string, args: string[]) {
+    this.label = label;
+    this.child = spawn(file, args, { stdio: ["pipe", "pipe", "inherit"] });
+    this.closed = track(this.child);
+    this.child.once("error", (error) => this.#end(new Error(`${label}: ${error.message}`)));
+    this.child.stdin!.on("error", () => undefined); // a worker that exited is reported by #end
+    const lines = createInterface({ input: this.child.stdout! });
+    lines.on("line", (line: string) => {
+      let message: M;
+      try {
+        message = JSON.parse(line) as M;
+      } catch {
+        progress(`${label}: ${line}`);
+        return;
+      }
+      if (message.type === "error") {
+        this.#end(new Error(`${label} failed: ${message.message ?? "no reason given"}`));
+        return;
+      }
+      const next = this.#waiting.shift();
+      if (next) next.resolve(message);
+      else this.#queue.push(message);
+    });
+    void this.closed.then(() =>
+      this.#end(new Error(`${label} exited (${this.child.exitCode ?? this.child.signalCode})`)),
+    );
+  }
+
+  #end(error: Error): void {
+    this.#ended ??= error;
+    for (const waiting of this.#waiting.splice(0)) waiting.reject(this.#ended);
+  }
+
+  send(message: Record<string, unknown>): void {
+    this.child.stdin!.write(`${JSON.stringify(message)}\n`);
+  }
+
+  /** The next message, which must be of `type`, within `timeoutMs`. */
+  async expect<T = M>(type: string, timeoutMs: number): Promise<T> {
+    const message =
+      this.#queue.shift() ??
+      (await new Promise<M>((resolve, reject) => {
+        if (this.#ended) {
+          reject(this.#ended);
+          return;
+        }
+        const timer = setTimeout(() => {
+          reject(new Error(`${this.label} sent no "${type}" within ${timeoutMs} ms`));
+        }, timeoutMs);
+        this.#waiting.push({
+          resolve: (m) => {
+            clearTimeout(timer);
+            resolve(m);
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        });
+      }));
+    if (message.type !== type) throw new Error(`${this.label} sent "${message.type}" instead of "${type}"`);
+    return message as unknown as T;
+  }
+
+  /** Closes its stdin (it exits on that), then kills it if it has not exited in time. */
+  async stop(): Promise<void> {
+    this.child.stdin!.end();
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+    await this.closed;
+    clearTimeout(timer);
+  }
+}
+
+/** A worker script built next to the bench files (dist/bench/<name>.js); fails early if it is missing. */
+export function workerScript(name: string): string {
+  const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
+  if (!existsSync(script)) throw new Error(`${script} is missing: run \`npm run build\``);
+  return script;
+}
+
+/** node's flags for a CPU profile named after the process's label, or none. */
+export function profileFlags(profileDir: string | undefined, label: string): string[] {
+  if (profileDir === undefined) return [];
+  const name = `${label.replace(/[^A-Za-z0-9_-]+/g, "-")}.cpuprofile`;
+  return ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", name];
 }

@@ -1,18 +1,15 @@
 // Scenario "log": the site log end to end (producer processes → memcached → drainer → file, fsync per batch)
 // against the original idiom done naively and what it replaced or would be replaced by: one shared file under
 // flock, SQLite, Redis Streams; then the append latency at an offered load, and how fast a backlog drains.
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import {
   HOST,
-  STOP_TIMEOUT_MS,
   alignColumns,
   answersLine,
   cpuSeconds,
@@ -25,7 +22,9 @@ import {
   round,
   startTarget,
   stopChildrenOnSignal,
-  track,
+  WorkerProcess,
+  profileFlags,
+  workerScript,
   versionOf,
   wholeNumber,
   type Target,
@@ -205,107 +204,16 @@ interface WorkerMessage {
   message?: string;
 }
 
-/** A child process that speaks the JSON-lines protocol of bench/log-worker.ts. */
-class Worker {
-  readonly label: string;
-  readonly child: ChildProcess;
-  readonly closed: Promise<void>;
-  readonly #queue: WorkerMessage[] = [];
-  readonly #waiting: { resolve(message: WorkerMessage): void; reject(error: Error): void }[] = [];
-  #ended: Error | undefined;
-
-  constructor(label: string, file: string, args: string[]) {
-    this.label = label;
-    this.child = spawn(file, args, { stdio: ["pipe", "pipe", "inherit"] });
-    this.closed = track(this.child);
-    this.child.once("error", (error) => this.#end(new Error(`${label}: ${error.message}`)));
-    this.child.stdin!.on("error", () => undefined); // a worker that exited is reported by #end
-    const lines = createInterface({ input: this.child.stdout! });
-    lines.on("line", (line) => {
-      let message: WorkerMessage;
-      try {
-        message = JSON.parse(line) as WorkerMessage;
-      } catch {
-        progress(`${label}: ${line}`);
-        return;
-      }
-      if (message.type === "error") {
-        this.#end(new Error(`${label} failed: ${message.message ?? "no reason given"}`));
-        return;
-      }
-      const next = this.#waiting.shift();
-      if (next) next.resolve(message);
-      else this.#queue.push(message);
-    });
-    void this.closed.then(() =>
-      this.#end(new Error(`${label} exited (${this.child.exitCode ?? this.child.signalCode})`)),
-    );
-  }
-
-  #end(error: Error): void {
-    this.#ended ??= error;
-    for (const waiting of this.#waiting.splice(0)) waiting.reject(this.#ended);
-  }
-
-  send(message: Record<string, unknown>): void {
-    this.child.stdin!.write(`${JSON.stringify(message)}\n`);
-  }
-
-  /** The next message, which must be of `type`, within `timeoutMs`. */
-  async expect(type: string, timeoutMs: number): Promise<WorkerMessage> {
-    const next = this.#queue.shift();
-    const message =
-      next ??
-      (await new Promise<WorkerMessage>((resolve, reject) => {
-        if (this.#ended) {
-          reject(this.#ended);
-          return;
-        }
-        const timer = setTimeout(() => {
-          reject(new Error(`${this.label} sent no "${type}" within ${timeoutMs} ms`));
-        }, timeoutMs);
-        this.#waiting.push({
-          resolve: (m) => {
-            clearTimeout(timer);
-            resolve(m);
-          },
-          reject: (e) => {
-            clearTimeout(timer);
-            reject(e);
-          },
-        });
-      }));
-    if (message.type !== type) throw new Error(`${this.label} sent "${message.type}" instead of "${type}"`);
-    return message;
-  }
-
-  /** Closes its stdin (it exits on that), then kills it if it has not exited in time. */
-  async stop(): Promise<void> {
-    this.child.stdin!.end();
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-    await this.closed;
-    clearTimeout(timer);
-  }
-}
-
-function workerScript(): string {
-  // Built next to this file: dist/bench/log-worker.js.
-  const script = fileURLToPath(new URL("./log-worker.js", import.meta.url));
-  if (!existsSync(script)) throw new Error(`${script} is missing: run \`npm run build\``);
-  return script;
-}
-
-/** node's flags for a CPU profile named after the process's label, or none. */
-function profileFlags(profileDir: string | undefined, label: string): string[] {
-  if (profileDir === undefined) return [];
-  const name = `${label.replace(/[^A-Za-z0-9_-]+/g, "-")}.cpuprofile`;
-  return ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", name];
-}
-
 function nodeWorker(label: string, config: WorkerConfig, profileDir?: string): Worker {
   const flags = profileFlags(profileDir, label);
-  return new Worker(label, process.execPath, [...flags, workerScript(), JSON.stringify(config)]);
+  return new WorkerProcess<WorkerMessage>(label, process.execPath, [
+    ...flags,
+    workerScript("log-worker"),
+    JSON.stringify(config),
+  ]);
 }
+
+type Worker = WorkerProcess<WorkerMessage>;
 
 // ---- servers --------------------------------------------------------------------------------------------
 
@@ -594,7 +502,11 @@ async function runFlock(context: RunContext, id: RunId, fsync: boolean): Promise
       files.push(latencies);
       const config = { path, line: LINE, latencies, seconds: options.seconds, fsync };
       workers.push(
-        new Worker(`${id} writer ${i}`, tools.python, ["-c", FLOCK_WRITER, JSON.stringify(config)]),
+        new WorkerProcess<WorkerMessage>(`${id} writer ${i}`, tools.python, [
+          "-c",
+          FLOCK_WRITER,
+          JSON.stringify(config),
+        ]),
       );
     }
     const produced = await produce(workers, files);
@@ -814,7 +726,7 @@ async function runLogScenario(args: readonly string[]): Promise<void> {
     redis: needs(["redis"]) ? requireTool("REDIS_SERVER_BIN", ["redis-server"], "the Redis baseline") : "",
     python: needs(["flock"]) ? requireTool("PYTHON_BIN", ["python3"], "the flock baseline's writers") : "",
   };
-  workerScript();
+  workerScript("log-worker");
   const loadAtStart = loadavg()[0]!;
   const dir = await mkdtemp(join(tmpdir(), "memipc-bench-log-"));
   // On a signal the process exits right after this, so the clean-up is synchronous.

@@ -1,13 +1,11 @@
 // Scenario "stats": counting events from 8 processes through memipc's StatsWriter (embedded server, real
 // memcached) against the same counts as naive SQLite updates; then the collector storing 10,000 counters ×
 // 60 buckets from memcached into SQLite.
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { Client, DEFAULT_TIMEOUT } from "../src/client/index.js";
@@ -22,7 +20,6 @@ import {
 } from "../src/stats/layout.js";
 import {
   HOST,
-  STOP_TIMEOUT_MS,
   alignColumns,
   cpuSeconds,
   findExecutable,
@@ -34,7 +31,9 @@ import {
   round,
   startTarget,
   stopChildrenOnSignal,
-  track,
+  WorkerProcess,
+  profileFlags,
+  workerScript,
   versionOf,
   wholeNumber,
   type RunningServer,
@@ -169,104 +168,16 @@ interface WorkerMessage {
   message?: string;
 }
 
-/** A child process that speaks the JSON-lines protocol of bench/stats-worker.ts. */
-class Worker {
-  readonly label: string;
-  readonly child: ChildProcess;
-  readonly closed: Promise<void>;
-  readonly #queue: WorkerMessage[] = [];
-  readonly #waiting: { resolve(message: WorkerMessage): void; reject(error: Error): void }[] = [];
-  #ended: Error | undefined;
+type Worker = WorkerProcess<WorkerMessage>;
 
-  constructor(label: string, config: WorkerConfig, profileDir: string | undefined) {
-    this.label = label;
-    const flags = profileFlags(profileDir, label);
-    this.child = spawn(process.execPath, [...flags, workerScript(), JSON.stringify(config)], {
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    this.closed = track(this.child);
-    this.child.once("error", (error) => this.#end(new Error(`${label}: ${error.message}`)));
-    this.child.stdin!.on("error", () => undefined); // a worker that exited is reported by #end
-    const lines = createInterface({ input: this.child.stdout! });
-    lines.on("line", (line) => {
-      let message: WorkerMessage;
-      try {
-        message = JSON.parse(line) as WorkerMessage;
-      } catch {
-        progress(`${label}: ${line}`);
-        return;
-      }
-      if (message.type === "error") {
-        this.#end(new Error(`${label} failed: ${message.message ?? "no reason given"}`));
-        return;
-      }
-      const next = this.#waiting.shift();
-      if (next) next.resolve(message);
-      else this.#queue.push(message);
-    });
-    void this.closed.then(() =>
-      this.#end(new Error(`${label} exited (${this.child.exitCode ?? this.child.signalCode})`)),
-    );
-  }
-
-  #end(error: Error): void {
-    this.#ended ??= error;
-    for (const waiting of this.#waiting.splice(0)) waiting.reject(this.#ended);
-  }
-
-  send(message: Record<string, unknown>): void {
-    this.child.stdin!.write(`${JSON.stringify(message)}\n`);
-  }
-
-  /** The next message, which must be of `type`, within `timeoutMs`. */
-  async expect<T>(type: string, timeoutMs: number): Promise<T> {
-    const message =
-      this.#queue.shift() ??
-      (await new Promise<WorkerMessage>((resolve, reject) => {
-        if (this.#ended) {
-          reject(this.#ended);
-          return;
-        }
-        const timer = setTimeout(
-          () => reject(new Error(`${this.label} sent no "${type}" within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-        this.#waiting.push({
-          resolve: (m) => {
-            clearTimeout(timer);
-            resolve(m);
-          },
-          reject: (e) => {
-            clearTimeout(timer);
-            reject(e);
-          },
-        });
-      }));
-    if (message.type !== type) throw new Error(`${this.label} sent "${message.type}" instead of "${type}"`);
-    return message as T;
-  }
-
-  /** Closes its stdin (it exits on that), then kills it if it has not exited in time. */
-  async stop(): Promise<void> {
-    this.child.stdin!.end();
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-    await this.closed;
-    clearTimeout(timer);
-  }
-}
-
-function workerScript(): string {
-  // Built next to this file: dist/bench/stats-worker.js.
-  const script = fileURLToPath(new URL("./stats-worker.js", import.meta.url));
-  if (!existsSync(script)) throw new Error(`${script} is missing: run \`npm run build\``);
-  return script;
-}
-
-/** node's flags for a CPU profile named after the process's label, or none. */
-function profileFlags(profileDir: string | undefined, label: string): string[] {
-  if (profileDir === undefined) return [];
-  const name = `${label.replace(/[^A-Za-z0-9_-]+/g, "-")}.cpuprofile`;
-  return ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", name];
+/** A worker process of bench/stats-worker.ts, given its configuration as its one argument. */
+function statsWorker(label: string, config: WorkerConfig, profileDir: string | undefined): Worker {
+  const flags = profileFlags(profileDir, label);
+  return new WorkerProcess(label, process.execPath, [
+    ...flags,
+    workerScript("stats-worker"),
+    JSON.stringify(config),
+  ]);
 }
 
 // ---- servers --------------------------------------------------------------------------------------------
@@ -451,7 +362,7 @@ async function runIncrMemipc(context: RunContext, id: RunId, server: Server): Pr
         seed: 0x9e3779b9 ^ (i + 1),
         latencies,
       };
-      workers.push(new Worker(`${id} incrementer ${i}`, config, i === 0 ? options.cpuProf : undefined));
+      workers.push(statsWorker(`${id} incrementer ${i}`, config, i === 0 ? options.cpuProf : undefined));
     }
     const from = Date.now();
     const serverCpuBefore = cpuSeconds(running.pid);
@@ -503,7 +414,7 @@ async function runIncrSqlite(context: RunContext, id: RunId): Promise<Increments
         seed: 0x9e3779b9 ^ (i + 1),
         latencies,
       };
-      workers.push(new Worker(`${id} incrementer ${i}`, config, undefined));
+      workers.push(statsWorker(`${id} incrementer ${i}`, config, undefined));
     }
     const run = await incrementOnGo(workers, files, names);
     const check = new Database(path, { readonly: true });
@@ -623,7 +534,7 @@ async function runCollect(context: RunContext, id: RunId, server: Server): Promi
     const fillSeconds = (performance.now() - fillStarted) / 1000;
     const filled = names.length * starts.length;
     progress(`  filled ${formatRate(filled)} counters in ${fillSeconds.toFixed(2)} s`);
-    collector = new Worker(
+    collector = statsWorker(
       `${id} collector`,
       {
         role: "collector",
@@ -752,7 +663,7 @@ async function runStatsScenario(args: readonly string[]): Promise<void> {
     }
     memcached = found;
   }
-  workerScript();
+  workerScript("stats-worker");
   const loadAtStart = loadavg()[0]!;
   const dir = await mkdtemp(join(tmpdir(), "memipc-bench-stats-"));
   // On a signal the process exits right after this, so the clean-up is synchronous.
@@ -899,7 +810,7 @@ function renderTables(results: Map<RunId, Result>, failures: Map<RunId, string>,
     `  ${options.procs} incrementing processes, ${options.seconds} s each run, each increment on one of ` +
       `${options.names} names picked uniformly at random`,
     `  memipc: ${options.inflight} callers per process, each awaiting StatsWriter.incr(name) in a loop; the ` +
-      "writer sums a tick's increments per key and sends one pipelined `ma` per key",
+      "writer sums a tick's increments per key and sends them as one quiet `ma … q` batch closed by `mn`",
     "  SQLite: one prepared UPDATE per increment, its own transaction; one at a time per process (synchronous)",
     "  increments/s: acknowledged increments over the time from the start until the last process finished",
     `  collect: ${formatRate(options.collectNames)} counters × ${options.collectBuckets} buckets filled in as ` +
