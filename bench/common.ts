@@ -411,3 +411,16 @@ export function profileFlags(profileDir: string | undefined, label: string): str
   const name = `${label.replace(/[^A-Za-z0-9_-]+/g, "-")}.cpuprofile`;
   return ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", name];
 }
+
+/** `--only a,b`: the runs named, each checked against `ids`; undefined (all runs) without the flag. */
+export function parseOnly<Id extends string>(
+  text: string | undefined,
+  ids: readonly Id[],
+): Set<Id> | undefined {
+  if (text === undefined) return undefined;
+  const names = text.split(",").filter(Boolean);
+  const unknown = names.filter((name) => !(ids as readonly string[]).includes(name));
+  if (unknown.length > 0 || names.length === 0)
+    throw new Error(`--only ${text}: runs are named ${ids.join(", ")}`);
+  return new Set(names as Id[]);
+}

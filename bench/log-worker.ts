@@ -13,6 +13,7 @@ import { Client } from "../src/client/index.js";
 import { Drainer } from "../src/log/drainer.js";
 import { LogProducer } from "../src/log/producer.js";
 import { openFileSink } from "../src/sinks/index.js";
+import { runWorker, send } from "./worker-io.js";
 
 const MAX_OUTSTANDING = 1_000_000; // appends issued and not yet answered at an offered load; past it, give up
 const CHECK_EVERY_MS = 1; // how often the drainer worker looks at its metrics, on top of each commit
@@ -74,10 +75,6 @@ class Latencies {
   save(path: string): void {
     writeFileSync(path, new Uint8Array(this.values.buffer, 0, this.count * 8));
   }
-}
-
-function send(message: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(message)}\n`);
 }
 
 /** Messages from the parent, one at a time, in order. */
@@ -406,10 +403,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    send({ type: "error", message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-    process.exit(1);
-  },
-);
+runWorker(main);

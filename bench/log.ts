@@ -23,6 +23,7 @@ import {
   startTarget,
   stopChildrenOnSignal,
   WorkerProcess,
+  parseOnly,
   profileFlags,
   workerScript,
   versionOf,
@@ -167,15 +168,7 @@ const OPTION_SPEC = {
 
 function parseOptions(args: readonly string[]): Options {
   const values = parseScenarioArgs(args, OPTION_SPEC, "log");
-  let only: Set<RunId> | undefined;
-  if (values.only !== undefined) {
-    const names = values.only.split(",").filter(Boolean);
-    const unknown = names.filter((name) => !(RUN_IDS as readonly string[]).includes(name));
-    if (unknown.length > 0 || names.length === 0) {
-      throw new Error(`--only ${values.only}: runs are named ${RUN_IDS.join(", ")}`);
-    }
-    only = new Set(names as RunId[]);
-  }
+  const only = parseOnly(values.only, RUN_IDS);
   return {
     json: values.json,
     seconds: wholeNumber(values.seconds, "--seconds", 1, 3600),

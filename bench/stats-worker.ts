@@ -13,6 +13,7 @@ import { Client } from "../src/client/index.js";
 import { StatsDb } from "../src/sinks/stats-db.js";
 import { Collector } from "../src/stats/collector.js";
 import { StatsWriter } from "../src/stats/writer.js";
+import { runWorker, send } from "./worker-io.js";
 
 const SQLITE_BUSY_TIMEOUT_MS = 60_000; // a writer that finds the database locked waits up to this long
 
@@ -99,10 +100,6 @@ function picker(seed: number, n: number): () => number {
     state >>>= 0;
     return state % n;
   };
-}
-
-function send(message: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(message)}\n`);
 }
 
 /** Resolves on the parent's "go"; exits when the parent closes stdin (nothing is left to report to). */
@@ -262,10 +259,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    send({ type: "error", message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-    process.exit(1);
-  },
-);
+runWorker(main);
