@@ -1,6 +1,6 @@
 // A day report as text (aligned columns with a sparkline of each hourly shape), Markdown tables, CSV (one row
 // per metric, RFC 4180) or JSON (the fields below, pretty-printed). HTML is report-html's job.
-import { localIso, type Change, type DayReport } from "./report.js";
+import { localIso, type Change, type DayReport, type TimerReport } from "./report.js";
 
 export const ReportFormat = { text: "text", md: "md", csv: "csv", json: "json", html: "html" } as const;
 export type ReportFormat = (typeof ReportFormat)[keyof typeof ReportFormat];
@@ -157,19 +157,8 @@ function formatText(report: DayReport): string {
     if (note !== undefined) parts.push(note);
   }
   if (report.timers.length > 0) {
-    const rows = report.timers.map((t) => [
-      t.name,
-      String(t.count),
-      formatMs(t.p50Ms),
-      formatMs(t.p90Ms),
-      formatMs(t.p99Ms),
-      formatMs(t.maxMs),
-      formatMs(t.meanMs),
-      sparkline(t.hourly),
-    ]);
-    const header = ["timer", "count", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "hourly count"];
-    const align: Align[] = ["left", "right", "right", "right", "right", "right", "right", "left"];
-    parts.push(`Timers\n${columns(header, rows, align)}`);
+    const rows = report.timers.map((t) => timerCells(t, t.name));
+    parts.push(`Timers\n${columns(TIMER_HEADER, rows, TIMER_ALIGN)}`);
   }
   if (report.gauges.length > 0) {
     const rows = report.gauges.map((g) => [g.name, String(g.last), String(g.min), String(g.max)]);
@@ -181,6 +170,23 @@ function formatText(report: DayReport): string {
     parts.push("No stats were collected that day.");
   }
   return parts.join("\n\n") + "\n";
+}
+
+const TIMER_HEADER = ["timer", "count", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "hourly count"];
+const TIMER_ALIGN: Align[] = ["left", "right", "right", "right", "right", "right", "right", "left"];
+
+/** A timer's row in the text and Markdown tables, with its name as given (escaped or not). */
+function timerCells(t: TimerReport, name: string): string[] {
+  return [
+    name,
+    String(t.count),
+    formatMs(t.p50Ms),
+    formatMs(t.p90Ms),
+    formatMs(t.p99Ms),
+    formatMs(t.maxMs),
+    formatMs(t.meanMs),
+    sparkline(t.hourly),
+  ];
 }
 
 // ---- Markdown ----
@@ -226,19 +232,8 @@ function formatMarkdown(report: DayReport): string {
     if (note !== undefined) parts.push(md(note));
   }
   if (report.timers.length > 0) {
-    const rows = report.timers.map((t) => [
-      md(t.name),
-      String(t.count),
-      formatMs(t.p50Ms),
-      formatMs(t.p90Ms),
-      formatMs(t.p99Ms),
-      formatMs(t.maxMs),
-      formatMs(t.meanMs),
-      sparkline(t.hourly),
-    ]);
-    const header = ["timer", "count", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "hourly count"];
-    const align: Align[] = ["left", "right", "right", "right", "right", "right", "right", "left"];
-    parts.push(`## Timers\n\n${mdTable(header, rows, align)}`);
+    const rows = report.timers.map((t) => timerCells(t, md(t.name)));
+    parts.push(`## Timers\n\n${mdTable(TIMER_HEADER, rows, TIMER_ALIGN)}`);
   }
   if (report.gauges.length > 0) {
     const rows = report.gauges.map((g) => [md(g.name), String(g.last), String(g.min), String(g.max)]);
