@@ -6,6 +6,7 @@ import { COLLECT_HELP, runCollect } from "./collect.js";
 import { INCR_HELP, runIncr, runTiming, TIMING_HELP } from "./count.js";
 import { DRAIN_HELP, runDrain } from "./drain.js";
 import { LOG_HELP, runLog } from "./log.js";
+import { PROGRESS_HELP, runProgress } from "./progress.js";
 import { REPORT_HELP, runReport } from "./report.js";
 import { runServer, SERVER_HELP } from "./server.js";
 import { runStatsList, STATS_LIST_HELP } from "./stats-list.js";
@@ -32,6 +33,11 @@ const COMMANDS: Record<string, Command> = {
     summary: "run the stats collector: closed buckets into SQLite, never twice",
     help: COLLECT_HELP,
     run: runCollect,
+  },
+  progress: {
+    summary: "jobs: list, watch ID, cancel ID, or run a demo job",
+    help: PROGRESS_HELP,
+    run: runProgress,
   },
   report: {
     summary: "a day's stats summary: text, md, csv, json or html",
