@@ -47,3 +47,13 @@ export {
   type CollectResult,
 } from "./stats/index.js";
 export { StatsDb, DEFAULT_DB_FILE, type StatsDbOptions } from "./sinks/stats-db.js";
+export {
+  Progress,
+  Job,
+  JobState,
+  type ProgressOptions,
+  type JobView,
+  type JobRecord,
+  type StartOptions,
+  type JobUpdate,
+} from "./progress/index.js";
