@@ -10,6 +10,7 @@ import {
   findExecutable,
   formatPercent,
   formatRate,
+  formatUs,
   median,
   memcachedTarget,
   progress,
@@ -610,8 +611,4 @@ function toJson(contenders: Contender[], rows: Row[], options: Options): Record<
     json[`ratio_${workload.id}_vs_best_other`] = round(ratio(figures[0]!.rate, figures[best]!.rate), 3);
   }
   return json;
-}
-
-function formatUs(us: number): string {
-  return us < 10 ? us.toFixed(1) : Math.round(us).toLocaleString("en-US");
 }

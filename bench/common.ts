@@ -1,9 +1,13 @@
 // What the benchmark scenarios share: starting servers on free loopback ports and stopping them by PID,
-// finding tools, option parsing, medians and table formatting.
+// finding tools, option parsing, CPU accounting, medians and table formatting, worker processes, and a
+// scenario's folder and sequence of runs.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, rmSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
@@ -15,6 +19,7 @@ const START_TIMEOUT_MS = 10_000; // how long a server may take to answer `versio
 export const STOP_TIMEOUT_MS = 5_000; // how long a SIGTERM may take before SIGKILL
 const PORT_ATTEMPTS = 5; // a free port can be taken by someone else between probe and bind
 const CLOCK_TICKS_PER_SECOND = 100; // Linux's USER_HZ, the unit of /proc/<pid>/stat times
+const LOAD_WARNING = 0.5; // 1-minute load average above which a scenario warns that the machine is busy
 
 /** A server to measure: how to start it on a port. */
 export interface Target {
@@ -53,6 +58,27 @@ export function memcachedTarget(
       if (process.getuid?.() === 0) args.push("-u", "root");
       return { file: binary, args };
     },
+  };
+}
+
+/**
+ * memipc's embedded server (`memipc server` of the built CLI) on the loopback interface with `memoryMb` of item
+ * memory; with `profileDir`, CPU-profiled as "<id> server".
+ */
+export function embeddedTarget(profileDir: string | undefined, id: string, memoryMb: number): Target {
+  // The bench files run from dist/bench/; the CLI is built to dist/src/cli/main.js.
+  const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  if (!existsSync(cli)) {
+    throw new Error(`the embedded server's CLI is not built (${cli}): run \`npm run build\``);
+  }
+  const flags = profileFlags(profileDir, `${id} server`);
+  return {
+    id: "embedded",
+    label: "memipc server",
+    command: (port) => ({
+      file: process.execPath,
+      args: [...flags, cli, "server", "--port", String(port), "--listen", HOST, "--memory", `${memoryMb}m`],
+    }),
   };
 }
 
@@ -161,6 +187,11 @@ async function startOn(target: Target, port: number): Promise<RunningServer> {
   return { pid: child.pid!, port, label: target.label, exited, stderr: () => stderr, stop };
 }
 
+/** Throws if the server has exited (during a run), with what it wrote to stderr. */
+export function checkAlive(server: RunningServer): void {
+  if (server.exited()) throw new Error(`${server.label} exited during the run: ${server.stderr().trim()}`);
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -237,6 +268,28 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/**
+ * Reads a process's CPU seconds now; the function returned reads them again and gives the seconds used in
+ * between (undefined where /proc is not available).
+ */
+export function cpuSince(pid: number): () => number | undefined {
+  const before = cpuSeconds(pid);
+  return () => {
+    const after = cpuSeconds(pid);
+    return after === undefined || before === undefined ? undefined : after - before;
+  };
+}
+
+/** CPU seconds over `wall` seconds as a whole percentage (100 = one core) for a table; "-" where unknown. */
+export function cpuPercent(seconds: number | undefined, wall: number): string {
+  return seconds === undefined ? "-" : String(Math.round((seconds / wall) * 100));
+}
+
+/** The same percentage to 0.1 for the JSON; null where unknown. */
+export function cpuPercentJson(seconds: number | undefined, wall: number): number | null {
+  return seconds === undefined ? null : round((seconds / wall) * 100, 1);
+}
+
 export function wholeNumber(text: string, flag: string, min: number, max: number): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < min || value > max) {
@@ -269,6 +322,11 @@ export function formatPercent(fraction: number): string {
   return `${(fraction * 100).toFixed(1)}%`;
 }
 
+/** A latency in µs: to 0.1 below 10, else whole with thousands separators. */
+export function formatUs(us: number): string {
+  return us < 10 ? us.toFixed(1) : Math.round(us).toLocaleString("en-US");
+}
+
 /**
  * A header, a rule and the body, columns separated by two spaces; the first `leftColumns` columns are
  * left-aligned, the others right-aligned.
@@ -281,6 +339,11 @@ export function alignColumns(header: string[], body: string[][], leftColumns: nu
       .map((cell, i) => (i < leftColumns ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
       .join("  ");
   return [line(header), line(widths.map((width) => "-".repeat(width))), ...body.map(line)];
+}
+
+/** Adds a table (first column left-aligned) and a blank line to `lines`, unless it has no rows. */
+export function pushTable(lines: string[], header: string[], body: string[][]): void {
+  if (body.length > 0) lines.push(...alignColumns(header, body, 1), "");
 }
 
 export function progress(message: string): void {
@@ -305,6 +368,60 @@ export function parseScenarioArgs<T extends ParseArgsOptionsConfig>(
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`${reason}; see \`npm run bench -- ${scenario} --help\``, { cause: error });
   }
+}
+
+/** The options of the scenarios that run worker processes (log, stats) have in common. */
+export interface WorkerScenarioOptions<Id extends string> {
+  json: boolean;
+  seconds: number;
+  procs: number;
+  inflight: number;
+  memcachedThreads: number;
+  only: Set<Id> | undefined;
+  cpuProf: string | undefined;
+}
+
+/** The flags for WorkerScenarioOptions, with the scenario's defaults, for parseScenarioArgs. */
+export function workerScenarioFlags(defaults: {
+  seconds: number;
+  procs: number;
+  inflight: number;
+  memcachedThreads: number;
+}) {
+  return {
+    json: { type: "boolean", default: false },
+    seconds: { type: "string", default: String(defaults.seconds) },
+    procs: { type: "string", default: String(defaults.procs) },
+    inflight: { type: "string", default: String(defaults.inflight) },
+    "memcached-threads": { type: "string", default: String(defaults.memcachedThreads) },
+    only: { type: "string" },
+    "cpu-prof": { type: "string" },
+  } as const;
+}
+
+/** WorkerScenarioOptions from the values of its flags, checked; `--only` against `ids`. */
+export function workerScenarioOptions<Id extends string>(
+  values: {
+    json: boolean;
+    seconds: string;
+    procs: string;
+    inflight: string;
+    "memcached-threads": string;
+    only?: string;
+    "cpu-prof"?: string;
+  },
+  ids: readonly Id[],
+): WorkerScenarioOptions<Id> {
+  const only = parseOnly(values.only, ids);
+  return {
+    json: values.json,
+    seconds: wholeNumber(values.seconds, "--seconds", 1, 3600),
+    procs: wholeNumber(values.procs, "--procs", 1, 256),
+    inflight: wholeNumber(values.inflight, "--inflight", 1, 100_000),
+    memcachedThreads: wholeNumber(values["memcached-threads"], "--memcached-threads", 1, 64),
+    only,
+    cpuProf: values["cpu-prof"],
+  };
 }
 
 /** What every worker message has: its type, and for an `error` message why. */
@@ -412,6 +529,67 @@ export function profileFlags(profileDir: string | undefined, label: string): str
   return ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", name];
 }
 
+/**
+ * A node process running the worker script `script` (see workerScript) with `config` as its one argument;
+ * with `profileDir`, CPU-profiled under its label.
+ */
+export function nodeWorker<M extends MBase>(
+  script: string,
+  label: string,
+  config: object,
+  profileDir: string | undefined,
+): WorkerProcess<M> {
+  return new WorkerProcess<M>(label, process.execPath, [
+    ...profileFlags(profileDir, label),
+    workerScript(script),
+    JSON.stringify(config),
+  ]);
+}
+
+/**
+ * Starts `count` processes of run `id` into `workers` (so that the caller can stop those started whatever
+ * happens), each with its own latency file in `dir`; returns the files, in the processes' order.
+ */
+export function startWorkers<W>(
+  workers: W[],
+  count: number,
+  dir: string,
+  id: string,
+  start: (i: number, latencies: string) => W,
+): string[] {
+  const files: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const latencies = join(dir, `${id}-${i}.f64`);
+    files.push(latencies);
+    workers.push(start(i, latencies));
+  }
+  return files;
+}
+
+/**
+ * Waits until every worker is "ready", says "go" to all and collects each one's "done", then stops them.
+ * `startedAt` is when "go" went out and `finishedAt` when the last "done" came in (performance.now()).
+ */
+export async function goAndCollect<M extends MBase, D = M>(
+  workers: WorkerProcess<M>[],
+  readyTimeoutMs: number,
+  doneTimeoutMs: number,
+): Promise<{ startedAt: number; finishedAt: number; dones: D[] }> {
+  await Promise.all(workers.map((worker) => worker.expect("ready", readyTimeoutMs)));
+  const startedAt = performance.now();
+  for (const worker of workers) worker.send({ type: "go" });
+  let finishedAt = startedAt;
+  const dones = await Promise.all(
+    workers.map(async (worker) => {
+      const done = await worker.expect<D>("done", doneTimeoutMs);
+      finishedAt = Math.max(finishedAt, performance.now());
+      return done;
+    }),
+  );
+  await Promise.all(workers.map((worker) => worker.stop()));
+  return { startedAt, finishedAt, dones };
+}
+
 /** `--only a,b`: the runs named, each checked against `ids`; undefined (all runs) without the flag. */
 export function parseOnly<Id extends string>(
   text: string | undefined,
@@ -423,4 +601,66 @@ export function parseOnly<Id extends string>(
   if (unknown.length > 0 || names.length === 0)
     throw new Error(`--only ${text}: runs are named ${ids.join(", ")}`);
   return new Set(names as Id[]);
+}
+
+/**
+ * Runs a scenario's `body` with a fresh folder for its files (memipc-bench-<scenario>-… in the temporary
+ * folder), removed afterwards; on SIGINT or SIGTERM the started processes are killed and the folder removed.
+ * Warns first when the machine is busy; `body` is given the folder and the 1-minute load average at the start.
+ */
+export async function withScenarioDir(
+  scenario: string,
+  body: (dir: string, loadAtStart: number) => Promise<void>,
+): Promise<void> {
+  const loadAtStart = loadavg()[0]!;
+  const dir = await mkdtemp(join(tmpdir(), `memipc-bench-${scenario}-`));
+  // On a signal the process exits right after this, so the clean-up is synchronous.
+  const removeSignalHandlers = stopChildrenOnSignal(() => rmSync(dir, { recursive: true, force: true }));
+  try {
+    if (loadAtStart > LOAD_WARNING) {
+      progress(
+        `warning: the load average is ${loadAtStart.toFixed(1)} on ${availableParallelism()} cores: other work is ` +
+          "running, and the figures will show it",
+      );
+    }
+    await body(dir, loadAtStart);
+  } finally {
+    removeSignalHandlers();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** One of a scenario's runs: what it measures (for the progress line) and how. */
+export interface ScenarioRun<Context, Result> {
+  label: string;
+  run(context: Context): Promise<Result>;
+}
+
+/**
+ * Runs each of `ids` in turn, saying on stderr which and what it measured; returns the results by id. With
+ * `failures`, a run that throws is noted there (the first line of its message) and the others go on;
+ * without, the error ends them all.
+ */
+export async function runEach<Id extends string, Context, Result>(
+  ids: readonly Id[],
+  runs: Record<Id, ScenarioRun<Context, Result>>,
+  context: Context,
+  describe: (result: Result) => string,
+  failures?: Map<Id, string>,
+): Promise<Map<Id, Result>> {
+  const results = new Map<Id, Result>();
+  for (const id of ids) {
+    progress(`${id}: ${runs[id].label}…`);
+    try {
+      const result = await runs[id].run(context);
+      results.set(id, result);
+      progress(`  ${describe(result)}`);
+    } catch (error) {
+      if (failures === undefined) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      failures.set(id, message.split("\n")[0]!);
+      progress(`  failed: ${message}`);
+    }
+  }
+  return results;
 }

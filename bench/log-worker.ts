@@ -5,15 +5,23 @@
 // {"type":"go"} and prints {"type":"done",…} with its counts; latencies go to a file of float64 µs (native
 // byte order). The drainer prints "ready" once it drains (or, with `startOnGo`, once connected: it starts on
 // "go", for the catch-up run) and {"type":"reached",…} once its durable output holds `target` entries.
-import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { performance } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import { Client } from "../src/client/index.js";
 import { Drainer } from "../src/log/drainer.js";
 import { LogProducer } from "../src/log/producer.js";
 import { openFileSink } from "../src/sinks/index.js";
-import { runWorker, send } from "./worker-io.js";
+import type { Latencies } from "./latencies.js";
+import {
+  cpuOf,
+  measureOnGo,
+  messageOf,
+  parentMessages,
+  runWorker,
+  saturated,
+  send,
+  type Done,
+} from "./worker-io.js";
 
 const MAX_OUTSTANDING = 1_000_000; // appends issued and not yet answered at an offered load; past it, give up
 const CHECK_EVERY_MS = 1; // how often the drainer worker looks at its metrics, on top of each commit
@@ -58,127 +66,21 @@ type Message =
   | { type: "stop" }
   | { type: "go-target"; entries: number };
 
-/** Latencies in µs, in a typed array that grows. */
-class Latencies {
-  values = new Float64Array(1 << 16);
-  count = 0;
-
-  record(us: number): void {
-    if (this.count === this.values.length) {
-      const grown = new Float64Array(this.values.length * 2);
-      grown.set(this.values);
-      this.values = grown;
-    }
-    this.values[this.count++] = us;
-  }
-
-  save(path: string): void {
-    writeFileSync(path, new Uint8Array(this.values.buffer, 0, this.count * 8));
-  }
-}
-
-/** Messages from the parent, one at a time, in order. */
-function messages(): () => Promise<Message> {
-  const queue: Message[] = [];
-  const waiting: ((message: Message) => void)[] = [];
-  const lines = createInterface({ input: process.stdin });
-  lines.on("line", (line) => {
-    const message = JSON.parse(line) as Message;
-    const next = waiting.shift();
-    if (next) next(message);
-    else queue.push(message);
-  });
-  // The parent went away: nothing is left to report to.
-  lines.on("close", () => process.exit(0));
-  return () => {
-    const next = queue.shift();
-    return next ? Promise.resolve(next) : new Promise((resolve) => waiting.push(resolve));
-  };
-}
-
-async function expect(next: () => Promise<Message>, type: Message["type"]): Promise<Message> {
-  const message = await next();
-  if (message.type !== type) throw new Error(`expected "${type}" from the parent, got "${message.type}"`);
-  return message;
-}
-
-/** What every producer reports: entries acknowledged, failed appends, and its own elapsed time. */
-interface Done {
-  count: number;
-  errors: number;
-  firstError?: string;
-  seconds: number;
-}
-
-function doneMessage(done: Done, cpu: NodeJS.CpuUsage): Record<string, unknown> {
-  return { type: "done", ...done, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
-}
-
-/**
- * A producer's run: reports "ready", waits for "go", then runs `produce` with fresh latencies, saves them to
- * `latenciesPath` and reports "done" with the CPU time the run took.
- */
-async function produceOnGo(
-  next: () => Promise<Message>,
-  latenciesPath: string,
-  produce: (latencies: Latencies) => Promise<Done>,
-): Promise<void> {
-  send({ type: "ready" });
-  await expect(next, "go");
-  const latencies = new Latencies();
-  const cpu = process.cpuUsage();
-  const done = await produce(latencies);
-  latencies.save(latenciesPath);
-  send(doneMessage(done, process.cpuUsage(cpu)));
-}
-
 // ---- producers ------------------------------------------------------------------------------------------
 
 async function runMemipc(config: Extract<WorkerConfig, { role: "memipc" }>): Promise<void> {
-  const next = messages();
+  const next = parentMessages<Message>();
   const client = new Client({ servers: `127.0.0.1:${config.port}` });
   const producer = new LogProducer(client, { stream: config.stream, node: config.node });
   await client.get("bench:warm-up"); // connects
-  await produceOnGo(next, config.latencies, (latencies) =>
-    config.rate > 0
-      ? offered(producer, config, latencies)
-      : saturated((t) => producer.append(config.line).then(() => t), config, latencies),
+  send(
+    await measureOnGo(next, config.latencies, (latencies) =>
+      config.rate > 0
+        ? offered(producer, config, latencies)
+        : saturated(() => producer.append(config.line), config, latencies),
+    ),
   );
   client.close();
-}
-
-/**
- * `inflight` callers, each appending and awaiting in a loop until the deadline (or the shared count runs
- * out): as a web process with that many requests at once, each logging one line.
- */
-async function saturated(
-  append: (started: number) => Promise<number>,
-  limits: { inflight: number; seconds?: number; count?: number },
-  latencies: Latencies,
-): Promise<Done> {
-  const started = performance.now();
-  const deadline = limits.seconds === undefined ? Infinity : started + limits.seconds * 1000;
-  let left = limits.count ?? Infinity;
-  const done: Done = { count: 0, errors: 0, seconds: 0 };
-  const caller = async (): Promise<void> => {
-    while (left > 0) {
-      left--;
-      const t = performance.now();
-      try {
-        await append(t);
-        done.count++;
-      } catch (error) {
-        done.errors++;
-        done.firstError ??= error instanceof Error ? error.message : String(error);
-      }
-      const end = performance.now();
-      latencies.record((end - t) * 1000);
-      if (end >= deadline) return;
-    }
-  };
-  await Promise.all(Array.from({ length: limits.inflight }, caller));
-  done.seconds = (performance.now() - started) / 1000;
-  return done;
 }
 
 /**
@@ -213,7 +115,7 @@ async function offered(
           },
           (error: unknown) => {
             done.errors++;
-            done.firstError ??= error instanceof Error ? error.message : String(error);
+            done.firstError ??= messageOf(error);
             if (++answered === total) resolve();
           },
         );
@@ -228,10 +130,10 @@ async function offered(
 
 /** The original idiom, as written: one `incr`, then one `add` of the line under the number, each awaited. */
 async function runNaive(config: Extract<WorkerConfig, { role: "naive" }>): Promise<void> {
-  const next = messages();
+  const next = parentMessages<Message>();
   const client = new Client({ servers: `127.0.0.1:${config.port}` });
   await client.get("bench:warm-up");
-  const append = async (t: number): Promise<number> => {
+  const append = async (): Promise<void> => {
     let seq = await client.incr("Counter", 1);
     if (seq === undefined) {
       // First use: whoever adds the counter first wins; the others count on from it.
@@ -241,10 +143,11 @@ async function runNaive(config: Extract<WorkerConfig, { role: "naive" }>): Promi
     }
     const stored = await client.add(`logentry-${seq}`, config.line);
     if (!stored) throw new Error(`logentry-${seq} already exists`);
-    return t;
   };
-  await produceOnGo(next, config.latencies, (latencies) =>
-    saturated(append, { inflight: 1, seconds: config.seconds }, latencies),
+  send(
+    await measureOnGo(next, config.latencies, (latencies) =>
+      saturated(append, { inflight: 1, seconds: config.seconds }, latencies),
+    ),
   );
   client.close();
 }
@@ -259,7 +162,7 @@ interface Database {
 
 /** One row per transaction (autocommit), into a database shared by every producer process. */
 async function runSqlite(config: Extract<WorkerConfig, { role: "sqlite" }>): Promise<void> {
-  const next = messages();
+  const next = parentMessages<Message>();
   const open = createRequire(import.meta.url)("better-sqlite3") as new (
     path: string,
     options: { timeout: number },
@@ -270,14 +173,15 @@ async function runSqlite(config: Extract<WorkerConfig, { role: "sqlite" }>): Pro
   db.pragma("synchronous = NORMAL");
   const insert = db.prepare("INSERT INTO log (line) VALUES (?)");
   // better-sqlite3 is synchronous: one insert at a time per process, whatever the callers.
-  await produceOnGo(next, config.latencies, (latencies) =>
-    saturated(
-      async (t) => {
-        insert.run(config.line);
-        return t;
-      },
-      { inflight: 1, seconds: config.seconds },
-      latencies,
+  send(
+    await measureOnGo(next, config.latencies, (latencies) =>
+      saturated(
+        async () => {
+          insert.run(config.line);
+        },
+        { inflight: 1, seconds: config.seconds },
+        latencies,
+      ),
     ),
   );
   db.close();
@@ -285,7 +189,7 @@ async function runSqlite(config: Extract<WorkerConfig, { role: "sqlite" }>): Pro
 
 /** XADD with node-redis, which pipelines the commands issued in the same tick on its one connection. */
 async function runRedis(config: Extract<WorkerConfig, { role: "redis" }>): Promise<void> {
-  const next = messages();
+  const next = parentMessages<Message>();
   // No per-command timeout: node-redis 6 arms an AbortSignal.timeout for each command by default (5 s), which
   // on Node.js 20 costs about ten times the command itself (7,000–13,000 vs 145,000 ops/s measured here), and
   // the comparison is with Redis, not with that.
@@ -299,14 +203,15 @@ async function runRedis(config: Extract<WorkerConfig, { role: "redis" }>): Promi
   await client.connect();
   await client.ping();
   const fields = { d: config.line };
-  await produceOnGo(next, config.latencies, (latencies) =>
-    saturated(
-      async (t) => {
-        await client.xAdd(config.key, "*", fields);
-        return t;
-      },
-      { inflight: config.inflight, seconds: config.seconds },
-      latencies,
+  send(
+    await measureOnGo(next, config.latencies, (latencies) =>
+      saturated(
+        async () => {
+          await client.xAdd(config.key, "*", fields);
+        },
+        { inflight: config.inflight, seconds: config.seconds },
+        latencies,
+      ),
     ),
   );
   client.destroy();
@@ -315,7 +220,7 @@ async function runRedis(config: Extract<WorkerConfig, { role: "redis" }>): Promi
 // ---- the drainer ----------------------------------------------------------------------------------------
 
 async function runDrainer(config: Extract<WorkerConfig, { role: "drainer" }>): Promise<void> {
-  const next = messages();
+  const next = parentMessages<Message>();
   const client = new Client({ servers: `127.0.0.1:${config.port}` });
   let target = Infinity;
   let started = 0;
@@ -350,7 +255,7 @@ async function runDrainer(config: Extract<WorkerConfig, { role: "drainer" }>): P
     started = performance.now();
     running = drainer.run(controller.signal);
     running.catch((error: unknown) => {
-      process.stderr.write(`drainer stopped: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.stderr.write(`drainer stopped: ${messageOf(error)}\n`);
       process.exit(1);
     });
   };
@@ -377,10 +282,6 @@ async function runDrainer(config: Extract<WorkerConfig, { role: "drainer" }>): P
   await running?.catch(() => undefined);
   client.close();
   process.exit(0);
-}
-
-function cpuOf(usage: NodeJS.CpuUsage): number {
-  return (usage.user + usage.system) / 1e6;
 }
 
 // ---- entry point ----------------------------------------------------------------------------------------

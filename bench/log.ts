@@ -1,35 +1,46 @@
 // Scenario "log": the site log end to end (producer processes → memcached → drainer → file, fsync per batch)
 // against the original idiom done naively and what it replaced or would be replaced by: one shared file under
 // flock, SQLite, Redis Streams; then the append latency at an offered load, and how fast a backlog drains.
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import {
   HOST,
-  alignColumns,
   answersLine,
-  cpuSeconds,
+  checkAlive,
+  cpuPercent,
+  cpuPercentJson,
+  cpuSince,
+  embeddedTarget,
   findExecutable,
   formatRate,
+  formatUs,
+  goAndCollect,
   memcachedTarget,
+  nodeWorker as startNodeWorker,
   parseScenarioArgs,
   progress,
+  pushTable,
   ratio,
   round,
+  runEach,
+  startWorkers,
   startTarget,
-  stopChildrenOnSignal,
+  withScenarioDir,
   WorkerProcess,
-  parseOnly,
-  profileFlags,
   workerScript,
   versionOf,
   wholeNumber,
+  workerScenarioFlags,
+  workerScenarioOptions,
+  type ScenarioRun,
   type Target,
+  type WorkerScenarioOptions,
 } from "./common.js";
+import { addGoalJson, pushGoalTable, type GoalRow } from "./goals.js";
+import { quantile, readLatencies } from "./latencies.js";
 import type { WorkerConfig } from "./log-worker.js";
 import type { Scenario } from "./main.js";
 
@@ -43,7 +54,6 @@ const ENTRY_BYTES = 100; // every producer appends the same 100-byte line
 const MEMORY_MB = 4096; // item memory (memcached -m, memipc --memory): a whole backlog fits, nothing is evicted
 const READY_TIMEOUT_MS = 30_000; // a worker must connect (and a drainer take over) within this
 const DRAIN_TIMEOUT_MS = 300_000; // the drainer must reach the produced count within this after the producers
-const LOAD_WARNING = 0.5; // 1-minute load average above which the start warns that the machine is busy
 const INSTALL_HINT = "apt-get install -y memcached redis-server python3";
 
 /** The issue's goals, for the goal table and the JSON. */
@@ -98,16 +108,9 @@ print(json.dumps({"type": "done", "count": count, "errors": 0, "seconds": clock(
                   "cpuSeconds": time.process_time() - cpu}), flush=True)
 `;
 
-interface Options {
-  seconds: number;
-  procs: number;
-  inflight: number;
+interface Options extends WorkerScenarioOptions<RunId> {
   rate: number;
   backlog: number;
-  memcachedThreads: number;
-  only: Set<RunId> | undefined;
-  cpuProf: string | undefined;
-  json: boolean;
 }
 
 /** The runs with producers appending as fast as they can. */
@@ -155,30 +158,22 @@ export const logScenario: Scenario = {
 };
 
 const OPTION_SPEC = {
-  json: { type: "boolean", default: false },
-  seconds: { type: "string", default: String(DEFAULT_SECONDS) },
-  procs: { type: "string", default: String(DEFAULT_PROCS) },
-  inflight: { type: "string", default: String(DEFAULT_INFLIGHT) },
+  ...workerScenarioFlags({
+    seconds: DEFAULT_SECONDS,
+    procs: DEFAULT_PROCS,
+    inflight: DEFAULT_INFLIGHT,
+    memcachedThreads: DEFAULT_MEMCACHED_THREADS,
+  }),
   rate: { type: "string", default: String(DEFAULT_RATE) },
   backlog: { type: "string", default: String(DEFAULT_BACKLOG) },
-  "memcached-threads": { type: "string", default: String(DEFAULT_MEMCACHED_THREADS) },
-  only: { type: "string" },
-  "cpu-prof": { type: "string" },
 } as const;
 
 function parseOptions(args: readonly string[]): Options {
   const values = parseScenarioArgs(args, OPTION_SPEC, "log");
-  const only = parseOnly(values.only, RUN_IDS);
   return {
-    json: values.json,
-    seconds: wholeNumber(values.seconds, "--seconds", 1, 3600),
-    procs: wholeNumber(values.procs, "--procs", 1, 256),
-    inflight: wholeNumber(values.inflight, "--inflight", 1, 100_000),
+    ...workerScenarioOptions(values, RUN_IDS),
     rate: wholeNumber(values.rate, "--rate", 1, 10_000_000),
     backlog: wholeNumber(values.backlog, "--backlog", 1, 100_000_000),
-    memcachedThreads: wholeNumber(values["memcached-threads"], "--memcached-threads", 1, 64),
-    only,
-    cpuProf: values["cpu-prof"],
   };
 }
 
@@ -197,13 +192,9 @@ interface WorkerMessage {
   message?: string;
 }
 
+/** A process of bench/log-worker.ts, given its configuration as its one argument. */
 function nodeWorker(label: string, config: WorkerConfig, profileDir?: string): Worker {
-  const flags = profileFlags(profileDir, label);
-  return new WorkerProcess<WorkerMessage>(label, process.execPath, [
-    ...flags,
-    workerScript("log-worker"),
-    JSON.stringify(config),
-  ]);
+  return startNodeWorker<WorkerMessage>("log-worker", label, config, profileDir);
 }
 
 type Worker = WorkerProcess<WorkerMessage>;
@@ -216,20 +207,8 @@ interface Tools {
   python: string;
 }
 
-function embeddedTarget(profileDir: string | undefined, id: RunId): Target {
-  // This file runs as dist/bench/log.js; the CLI is built to dist/src/cli/main.js.
-  const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
-  if (!existsSync(cli))
-    throw new Error(`the embedded server's CLI is not built (${cli}): run \`npm run build\``);
-  const flags = profileFlags(profileDir, `${id} server`);
-  return {
-    id: "embedded",
-    label: "memipc server",
-    command: (port) => ({
-      file: process.execPath,
-      args: [...flags, cli, "server", "--port", String(port), "--listen", HOST, "--memory", `${MEMORY_MB}m`],
-    }),
-  };
+function embedded(options: Options, id: RunId): Target {
+  return embeddedTarget(options.cpuProf, id, MEMORY_MB);
 }
 
 function memcached(tools: Tools, options: Options): Target {
@@ -309,18 +288,7 @@ async function produce(
   cpu: number;
   latencies: Float64Array;
 }> {
-  await Promise.all(workers.map((worker) => worker.expect("ready", READY_TIMEOUT_MS)));
-  const startedAt = performance.now();
-  for (const worker of workers) worker.send({ type: "go" });
-  let finishedAt = startedAt;
-  const dones = await Promise.all(
-    workers.map(async (worker) => {
-      const done = await worker.expect("done", DRAIN_TIMEOUT_MS);
-      finishedAt = Math.max(finishedAt, performance.now());
-      return done;
-    }),
-  );
-  await Promise.all(workers.map((worker) => worker.stop()));
+  const { startedAt, finishedAt, dones } = await goAndCollect(workers, READY_TIMEOUT_MS, DRAIN_TIMEOUT_MS);
   const errors = dones.reduce((sum, done) => sum + (done.errors ?? 0), 0);
   const firstError = dones.find((done) => done.firstError !== undefined)?.firstError;
   if (errors > 0) progress(`  ${errors} appends failed, the first with: ${firstError}`);
@@ -333,25 +301,6 @@ async function produce(
     cpu: dones.reduce((sum, done) => sum + (done.cpuSeconds ?? 0), 0),
     latencies: readLatencies(latencyFiles),
   };
-}
-
-function readLatencies(files: string[]): Float64Array {
-  const parts = files.map((file) => {
-    const bytes = readFileSync(file);
-    return new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
-  });
-  const all = new Float64Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  return all.sort();
-}
-
-/** Nearest-rank quantile of sorted values. */
-function quantile(sorted: Float64Array, q: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
 }
 
 /**
@@ -378,10 +327,7 @@ async function runMemipc(
       profile,
     );
     await drainer.expect("ready", READY_TIMEOUT_MS);
-    const files: string[] = [];
-    for (let i = 0; i < options.procs; i++) {
-      const latencies = join(dir, `${id}-${i}.f64`);
-      files.push(latencies);
+    const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       const common = { port: server.port, line: LINE, latencies, seconds: options.seconds };
       const config: WorkerConfig = settings.naive
         ? { role: "naive", ...common }
@@ -393,24 +339,20 @@ async function runMemipc(
             inflight: options.inflight,
             rate: settings.rate / options.procs,
           };
-      workers.push(nodeWorker(`${id} producer ${i}`, config, i === 0 ? profile : undefined));
-    }
-    const serverCpuBefore = cpuSeconds(server.pid);
+      return nodeWorker(`${id} producer ${i}`, config, i === 0 ? profile : undefined);
+    });
+    const serverCpu = cpuSince(server.pid);
     const produced = await produce(workers, files);
     drainer.send({ type: "target", entries: produced.entries });
     const reached = await drainer.expect("reached", DRAIN_TIMEOUT_MS);
     const durableAt = performance.now();
-    const serverCpuAfter = cpuSeconds(server.pid);
+    const serverCpuSeconds = serverCpu();
     await drainer.stop();
-    if (server.exited()) throw new Error(`${server.label} exited during the run: ${server.stderr().trim()}`);
+    checkAlive(server);
     const seconds = (durableAt - produced.startedAt) / 1000;
     return {
       ...producedFields(id, produced, seconds),
-      cpu: {
-        producers: produced.cpu,
-        server: difference(serverCpuAfter, serverCpuBefore),
-        drainer: reached.cpuSeconds,
-      },
+      cpu: { producers: produced.cpu, server: serverCpuSeconds, drainer: reached.cpuSeconds },
       output: countLines(sinkDir),
       gaps: reached.gaps ?? 0,
       ...(settings.rate > 0 ? { offered: settings.rate } : {}),
@@ -431,10 +373,7 @@ async function runCatchUp(context: RunContext, id: RunId, target: Target): Promi
   const workers: Worker[] = [];
   let drainer: Worker | undefined;
   try {
-    const files: string[] = [];
-    for (let i = 0; i < options.procs; i++) {
-      const latencies = join(dir, `${id}-${i}.f64`);
-      files.push(latencies);
+    const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       // The backlog split over the producers, the first ones taking the remainder.
       const count =
         Math.floor(options.backlog / options.procs) + (i < options.backlog % options.procs ? 1 : 0);
@@ -449,8 +388,8 @@ async function runCatchUp(context: RunContext, id: RunId, target: Target): Promi
         count,
         rate: 0,
       };
-      workers.push(nodeWorker(`${id} producer ${i}`, config));
-    }
+      return nodeWorker(`${id} producer ${i}`, config);
+    });
     const produced = await produce(workers, files);
     if (produced.errors > 0) throw new Error(`${produced.errors} appends of the backlog failed`);
     drainer = nodeWorker(
@@ -459,20 +398,16 @@ async function runCatchUp(context: RunContext, id: RunId, target: Target): Promi
       options.cpuProf,
     );
     await drainer.expect("ready", READY_TIMEOUT_MS);
-    const serverCpuBefore = cpuSeconds(server.pid);
+    const serverCpu = cpuSince(server.pid);
     drainer.send({ type: "go-target", entries: produced.entries });
     const reached = await drainer.expect("reached", DRAIN_TIMEOUT_MS);
-    const serverCpuAfter = cpuSeconds(server.pid);
+    const serverCpuSeconds = serverCpu();
     await drainer.stop();
     const seconds = reached.seconds!;
     return {
       ...producedFields(id, produced, seconds),
       fillPerSecond: produced.entries / produced.producerSeconds,
-      cpu: {
-        producers: 0,
-        server: difference(serverCpuAfter, serverCpuBefore),
-        drainer: reached.cpuSeconds,
-      },
+      cpu: { producers: 0, server: serverCpuSeconds, drainer: reached.cpuSeconds },
       output: countLines(sinkDir),
       gaps: reached.gaps ?? 0,
     };
@@ -487,21 +422,16 @@ async function runCatchUp(context: RunContext, id: RunId, target: Target): Promi
 async function runFlock(context: RunContext, id: RunId, fsync: boolean): Promise<Result> {
   const { options, dir, tools } = context;
   const path = join(dir, `${id}.log`);
-  const files: string[] = [];
   const workers: Worker[] = [];
   try {
-    for (let i = 0; i < options.procs; i++) {
-      const latencies = join(dir, `${id}-${i}.f64`);
-      files.push(latencies);
+    const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       const config = { path, line: LINE, latencies, seconds: options.seconds, fsync };
-      workers.push(
-        new WorkerProcess<WorkerMessage>(`${id} writer ${i}`, tools.python, [
-          "-c",
-          FLOCK_WRITER,
-          JSON.stringify(config),
-        ]),
-      );
-    }
+      return new WorkerProcess<WorkerMessage>(`${id} writer ${i}`, tools.python, [
+        "-c",
+        FLOCK_WRITER,
+        JSON.stringify(config),
+      ]);
+    });
     const produced = await produce(workers, files);
     return baselineResult(id, produced, countLines(path));
   } finally {
@@ -530,15 +460,12 @@ async function runSqlite(context: RunContext, id: RunId): Promise<Result> {
   setup.pragma("journal_mode = WAL");
   setup.exec("CREATE TABLE log (id INTEGER PRIMARY KEY, line TEXT NOT NULL)");
   setup.close();
-  const files: string[] = [];
   const workers: Worker[] = [];
   try {
-    for (let i = 0; i < options.procs; i++) {
-      const latencies = join(dir, `${id}-${i}.f64`);
-      files.push(latencies);
+    const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       const config: WorkerConfig = { role: "sqlite", path, line: LINE, latencies, seconds: options.seconds };
-      workers.push(nodeWorker(`${id} producer ${i}`, config));
-    }
+      return nodeWorker(`${id} producer ${i}`, config);
+    });
     const produced = await produce(workers, files);
     const check = openDatabase(path);
     const rows = (check.prepare("SELECT count(*) AS n FROM log").get() as { n: number }).n;
@@ -555,13 +482,10 @@ async function runRedis(context: RunContext, id: RunId, appendfsync: "always" | 
   const redisDir = join(dir, `${id}-redis`);
   await mkdir(redisDir);
   const server = await startTarget(redisTarget(tools.redis, redisDir, appendfsync));
-  const files: string[] = [];
   const workers: Worker[] = [];
   const key = "bench:log";
   try {
-    for (let i = 0; i < options.procs; i++) {
-      const latencies = join(dir, `${id}-${i}.f64`);
-      files.push(latencies);
+    const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       const config: WorkerConfig = {
         role: "redis",
         port: server.port,
@@ -571,18 +495,18 @@ async function runRedis(context: RunContext, id: RunId, appendfsync: "always" | 
         seconds: options.seconds,
         inflight: options.inflight,
       };
-      workers.push(nodeWorker(`${id} producer ${i}`, config));
-    }
-    const serverCpuBefore = cpuSeconds(server.pid);
+      return nodeWorker(`${id} producer ${i}`, config);
+    });
+    const serverCpu = cpuSince(server.pid);
     const produced = await produce(workers, files);
-    const serverCpuAfter = cpuSeconds(server.pid);
+    const serverCpuSeconds = serverCpu();
     const { createClient } = await import("redis");
     const client = createClient({ socket: { host: HOST, port: server.port } });
     await client.connect();
     const length = await client.xLen(key);
     client.destroy();
     const result = baselineResult(id, produced, length);
-    result.cpu.server = difference(serverCpuAfter, serverCpuBefore);
+    result.cpu.server = serverCpuSeconds;
     return result;
   } finally {
     await Promise.all(workers.map((worker) => worker.stop()));
@@ -618,10 +542,6 @@ function baselineResult(
   };
 }
 
-function difference(after: number | undefined, before: number | undefined): number | undefined {
-  return after === undefined || before === undefined ? undefined : after - before;
-}
-
 /** Newlines in a file, or in every file of a folder but the sink's cursor file. */
 function countLines(path: string): number | undefined {
   if (!existsSync(path)) return undefined;
@@ -640,10 +560,10 @@ function countLines(path: string): number | undefined {
 
 // ---- the scenario ---------------------------------------------------------------------------------------
 
-const RUNS: Record<RunId, { label: string; run(context: RunContext): Promise<Result> }> = {
+const RUNS: Record<RunId, ScenarioRun<RunContext, Result>> = {
   memipc_embedded: {
     label: "memipc log, embedded server",
-    run: (c) => runMemipc(c, "memipc_embedded", embeddedTarget(c.options.cpuProf, "memipc_embedded"), noRate),
+    run: (c) => runMemipc(c, "memipc_embedded", embedded(c.options, "memipc_embedded"), noRate),
   },
   memipc_memcached: {
     label: "memipc log, real memcached",
@@ -671,7 +591,7 @@ const RUNS: Record<RunId, { label: string; run(context: RunContext): Promise<Res
   offered_embedded: {
     label: "memipc log, embedded server, offered load",
     run: (c) =>
-      runMemipc(c, "offered_embedded", embeddedTarget(c.options.cpuProf, "offered_embedded"), {
+      runMemipc(c, "offered_embedded", embedded(c.options, "offered_embedded"), {
         rate: c.options.rate,
         layout: "default",
         naive: false,
@@ -688,7 +608,7 @@ const RUNS: Record<RunId, { label: string; run(context: RunContext): Promise<Res
   },
   catchup_embedded: {
     label: "drain catch-up, embedded server",
-    run: (c) => runCatchUp(c, "catchup_embedded", embeddedTarget(c.options.cpuProf, "catchup_embedded")),
+    run: (c) => runCatchUp(c, "catchup_embedded", embedded(c.options, "catchup_embedded")),
   },
   catchup_memcached: {
     label: "drain catch-up, real memcached",
@@ -720,37 +640,17 @@ async function runLogScenario(args: readonly string[]): Promise<void> {
     python: needs(["flock"]) ? requireTool("PYTHON_BIN", ["python3"], "the flock baseline's writers") : "",
   };
   workerScript("log-worker");
-  const loadAtStart = loadavg()[0]!;
-  const dir = await mkdtemp(join(tmpdir(), "memipc-bench-log-"));
-  // On a signal the process exits right after this, so the clean-up is synchronous.
-  const removeSignalHandlers = stopChildrenOnSignal(() => rmSync(dir, { recursive: true, force: true }));
-  try {
-    if (loadAtStart > LOAD_WARNING) {
-      progress(
-        `warning: the load average is ${loadAtStart.toFixed(1)} on ${availableParallelism()} cores: other work is ` +
-          "running, and the figures will show it",
-      );
-    }
+  await withScenarioDir("log", async (dir, loadAtStart) => {
     progress(
       `log: Node.js ${process.version}; ${options.procs} producer processes, ${options.inflight} appends in ` +
         `flight each, ${ENTRY_BYTES}-byte entries, ${options.seconds} s per run; files in ${dir}` +
         (tools.memcached ? `; ${versionOf(tools.memcached, "-V")} (-t ${options.memcachedThreads})` : "") +
         (tools.redis ? `; ${versionOf(tools.redis, "--version")}` : ""),
     );
-    const context: RunContext = { options, tools, dir };
-    const results = new Map<RunId, Result>();
-    for (const id of ids) {
-      progress(`${id}: ${RUNS[id].label}…`);
-      const result = await RUNS[id].run(context);
-      results.set(id, result);
-      progress(`  ${describe(result)}`);
-    }
+    const results = await runEach(ids, RUNS, { options, tools, dir }, describe);
     console.log(renderTables(results, options));
     if (options.json) console.log(JSON.stringify(toJson(results, options, loadAtStart)));
-  } finally {
-    removeSignalHandlers();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 function describe(result: Result): string {
@@ -776,18 +676,9 @@ const COMPARED: readonly { id: RunId; goal: number | undefined }[] = [
   { id: "redis_xadd_everysec", goal: undefined },
 ];
 
-function cpuPercent(seconds: number | undefined, wall: number): string {
-  return seconds === undefined ? "-" : String(Math.round((seconds / wall) * 100));
-}
-
 /** The CPU % of the run's `parts` (producers, server, drainer), "a / b / c". */
 function cpuColumn(result: Result, parts: readonly (keyof Result["cpu"])[]): string {
   return parts.map((part) => cpuPercent(result.cpu[part], result.seconds)).join(" / ");
-}
-
-/** Adds a table (first column left-aligned) and a blank line to `lines`, unless it has no rows. */
-function pushTable(lines: string[], header: string[], body: string[][]): void {
-  if (body.length > 0) lines.push(...alignColumns(header, body, 1), "");
 }
 
 /**
@@ -891,11 +782,7 @@ function renderTables(results: Map<RunId, Result>, options: Options): string {
       ];
     }),
   );
-  pushTable(
-    lines,
-    ["goal", "embedded", "memcached"],
-    goalRows(results).map((g) => [g.label, g.embedded, g.memcached]),
-  );
+  pushGoalTable(lines, goalRows(results));
   lines.push(
     `  ${options.procs} producer processes; memipc and Redis: ${options.inflight} appends in flight each; the naive ` +
       "idiom, flock and SQLite: one at a time each (they wait for each write)",
@@ -906,14 +793,6 @@ function renderTables(results: Map<RunId, Result>, options: Options): string {
     "  CPU %: CPU time over the run's wall time, 100 % = one core; output: lines, rows or stream entries found",
   );
   return lines.join("\n");
-}
-
-interface GoalRow {
-  /** JSON: goal_<key>_met (embedded) and goal_<key>_met_memcached. */
-  key: string;
-  label: string;
-  embedded: string;
-  memcached: string;
 }
 
 function goalRows(results: Map<RunId, Result>): GoalRow[] {
@@ -989,11 +868,9 @@ function toJson(results: Map<RunId, Result>, options: Options, loadAtStart: numb
     json[`${id}_gaps`] = r.gaps;
     json[`${id}_output`] = r.output ?? null;
     json[`${id}_output_ok`] = outputCheck(r).startsWith("ok");
-    json[`${id}_producers_cpu_percent`] = round((r.cpu.producers / r.seconds) * 100, 1);
-    json[`${id}_server_cpu_percent`] =
-      r.cpu.server === undefined ? null : round((r.cpu.server / r.seconds) * 100, 1);
-    json[`${id}_drainer_cpu_percent`] =
-      r.cpu.drainer === undefined ? null : round((r.cpu.drainer / r.seconds) * 100, 1);
+    json[`${id}_producers_cpu_percent`] = cpuPercentJson(r.cpu.producers, r.seconds);
+    json[`${id}_server_cpu_percent`] = cpuPercentJson(r.cpu.server, r.seconds);
+    json[`${id}_drainer_cpu_percent`] = cpuPercentJson(r.cpu.drainer, r.seconds);
     if (r.fillPerSecond !== undefined) json[`${id}_produced_entries_per_s`] = Math.round(r.fillPerSecond);
   }
   for (const server of ["embedded", "memcached"] as const) {
@@ -1007,15 +884,6 @@ function toJson(results: Map<RunId, Result>, options: Options, loadAtStart: numb
         json[`${prefix}_vs_${id}`] = round(ratio(ours.entriesPerSecond, baseline.entriesPerSecond), 3);
     }
   }
-  // true / false, or null where the run was left out.
-  const met = (cell: string) => (cell === "-" ? null : cell.endsWith(": met"));
-  for (const row of goalRows(results)) {
-    json[`goal_${row.key}_met`] = met(row.embedded);
-    json[`goal_${row.key}_met_memcached`] = met(row.memcached);
-  }
+  addGoalJson(json, goalRows(results));
   return json;
-}
-
-function formatUs(us: number): string {
-  return us < 10 ? us.toFixed(1) : Math.round(us).toLocaleString("en-US");
 }

@@ -5,15 +5,13 @@
 // Protocol (one JSON object per line): the worker prints {"type":"ready"} once connected, starts on
 // {"type":"go"} and prints {"type":"done",…} with its counts; latencies go to a file of float64 µs (native
 // byte order).
-import { writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { createInterface } from "node:readline";
 import Database from "better-sqlite3";
 import { Client } from "../src/client/index.js";
 import { StatsDb } from "../src/sinks/stats-db.js";
 import { Collector } from "../src/stats/collector.js";
 import { StatsWriter } from "../src/stats/writer.js";
-import { runWorker, send } from "./worker-io.js";
+import { measureOnGo, onGo, parentMessages, runWorker, saturated, send } from "./worker-io.js";
 
 const SQLITE_BUSY_TIMEOUT_MS = 60_000; // a writer that finds the database locked waits up to this long
 
@@ -70,25 +68,6 @@ export interface CollectDone {
   cpuSeconds: number;
 }
 
-/** Latencies in µs, in a typed array that grows. */
-class Latencies {
-  values = new Float64Array(1 << 16);
-  count = 0;
-
-  record(us: number): void {
-    if (this.count === this.values.length) {
-      const grown = new Float64Array(this.values.length * 2);
-      grown.set(this.values);
-      this.values = grown;
-    }
-    this.values[this.count++] = us;
-  }
-
-  save(path: string): void {
-    writeFileSync(path, new Uint8Array(this.values.buffer, 0, this.count * 8));
-  }
-}
-
 /** xorshift32: a cheap, seeded pick of the next name, the same sequence for the same seed. */
 function picker(seed: number, n: number): () => number {
   let state = seed >>> 0 || 1;
@@ -102,25 +81,38 @@ function picker(seed: number, n: number): () => number {
   };
 }
 
-/** Resolves on the parent's "go"; exits when the parent closes stdin (nothing is left to report to). */
-function onGo(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: process.stdin });
-    lines.on("line", (line) => {
-      const message = JSON.parse(line) as { type: string };
-      if (message.type === "go") resolve();
-      else reject(new Error(`expected "go" from the parent, got "${message.type}"`));
-    });
-    lines.on("close", () => process.exit(0));
+/**
+ * Reports "ready", waits for "go", then increments names picked at random (`increment`, by `callers` callers)
+ * until the deadline; returns the "done" message, with the increments acknowledged per name.
+ */
+async function incrementOnGo(
+  next: () => Promise<{ type: string }>,
+  config: Incrementing,
+  callers: number,
+  increment: (name: string) => Promise<unknown> | undefined,
+): Promise<IncrementsDone & { type: "done" }> {
+  const { names } = config;
+  const pick = picker(config.seed, names.length);
+  const perName = new Array<number>(names.length).fill(0);
+  return measureOnGo(next, config.latencies, async (latencies) => {
+    const done = await saturated(
+      () => {
+        const i = pick();
+        const pending = increment(names[i]!);
+        // A synchronous store's increment is done when it returns.
+        if (pending === undefined) {
+          perName[i]!++;
+          return undefined;
+        }
+        return pending.then(() => {
+          perName[i]!++;
+        });
+      },
+      { inflight: callers, seconds: config.seconds },
+      latencies,
+    );
+    return { ...done, perName };
   });
-}
-
-function cpuOf(usage: NodeJS.CpuUsage): number {
-  return (usage.user + usage.system) / 1e6;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**
@@ -129,45 +121,14 @@ function messageOf(error: unknown): string {
  * tick per key and sends them pipelined, so the callers' increments share round trips.
  */
 async function runMemipc(config: Extract<WorkerConfig, { role: "memipc" }>): Promise<void> {
-  const go = onGo();
+  const next = parentMessages();
   const client = new Client({ servers: `127.0.0.1:${config.port}` });
   const writer = new StatsWriter(client, {
     namespace: config.namespace,
     bucketSeconds: config.bucketSeconds,
   });
   await client.get("bench:warm-up"); // connects
-  send({ type: "ready" });
-  await go;
-  const { names } = config;
-  const next = picker(config.seed, names.length);
-  const latencies = new Latencies();
-  const perName = new Array<number>(names.length).fill(0);
-  const done: Omit<IncrementsDone, "cpuSeconds"> = { count: 0, perName, errors: 0, seconds: 0 };
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  const deadline = started + config.seconds * 1000;
-  const caller = async (): Promise<void> => {
-    for (;;) {
-      const i = next();
-      const t = performance.now();
-      try {
-        await writer.incr(names[i]!);
-        perName[i]!++;
-        done.count++;
-      } catch (error) {
-        done.errors++;
-        done.firstError ??= messageOf(error);
-      }
-      const end = performance.now();
-      latencies.record((end - t) * 1000);
-      if (end >= deadline) return;
-    }
-  };
-  await Promise.all(Array.from({ length: config.inflight }, caller));
-  done.seconds = (performance.now() - started) / 1000;
-  const cpuSeconds = cpuOf(process.cpuUsage(cpu));
-  latencies.save(config.latencies);
-  send({ type: "done", ...done, cpuSeconds });
+  send(await incrementOnGo(next, config, config.inflight, (name) => writer.incr(name)));
   client.close();
 }
 
@@ -177,46 +138,22 @@ async function runMemipc(config: Extract<WorkerConfig, { role: "memipc" }>): Pro
  * process has one update in flight whatever its callers.
  */
 async function runSqlite(config: Extract<WorkerConfig, { role: "sqlite" }>): Promise<void> {
-  const go = onGo();
+  const next = parentMessages();
   const db = new Database(config.path, { timeout: SQLITE_BUSY_TIMEOUT_MS });
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   const update = db.prepare("UPDATE counters SET n = n + 1 WHERE name = ?");
-  send({ type: "ready" });
-  await go;
-  const { names } = config;
-  const next = picker(config.seed, names.length);
-  const latencies = new Latencies();
-  const perName = new Array<number>(names.length).fill(0);
-  const done: Omit<IncrementsDone, "cpuSeconds"> = { count: 0, perName, errors: 0, seconds: 0 };
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  const deadline = started + config.seconds * 1000;
-  for (;;) {
-    const i = next();
-    const t = performance.now();
-    try {
-      if (update.run(names[i]!).changes !== 1) throw new Error(`no row for ${names[i]}`);
-      perName[i]!++;
-      done.count++;
-    } catch (error) {
-      done.errors++;
-      done.firstError ??= messageOf(error);
-    }
-    const end = performance.now();
-    latencies.record((end - t) * 1000);
-    if (end >= deadline) break;
-  }
-  done.seconds = (performance.now() - started) / 1000;
-  const cpuSeconds = cpuOf(process.cpuUsage(cpu));
-  latencies.save(config.latencies);
+  const done = await incrementOnGo(next, config, 1, (name) => {
+    if (update.run(name).changes !== 1) throw new Error(`no row for ${name}`);
+    return undefined;
+  });
   db.close();
-  send({ type: "done", ...done, cpuSeconds });
+  send(done);
 }
 
 /** One collectOnce() of every closed bucket into a fresh database, timed from the call to its result. */
 async function runCollector(config: Extract<WorkerConfig, { role: "collector" }>): Promise<void> {
-  const go = onGo();
+  const next = parentMessages();
   const client = new Client({ servers: `127.0.0.1:${config.port}`, timeout: config.timeout });
   const db = StatsDb.open(config.db);
   const collector = new Collector(client, db, {
@@ -228,21 +165,14 @@ async function runCollector(config: Extract<WorkerConfig, { role: "collector" }>
     clock: () => config.now,
   });
   await client.get("bench:warm-up"); // connects
-  send({ type: "ready" });
-  await go;
-  const cpu = process.cpuUsage();
-  const started = performance.now();
-  const result = await collector.collectOnce();
-  const seconds = (performance.now() - started) / 1000;
-  const done: CollectDone = {
-    seconds,
-    buckets: result.buckets,
-    values: result.values,
-    cpuSeconds: cpuOf(process.cpuUsage(cpu)),
-  };
+  const done: CollectDone & { type: "done" } = await onGo(next, async () => {
+    const started = performance.now();
+    const result = await collector.collectOnce();
+    return { seconds: (performance.now() - started) / 1000, buckets: result.buckets, values: result.values };
+  });
   db.close();
   client.close();
-  send({ type: "done", ...done });
+  send(done);
 }
 
 async function main(): Promise<void> {

@@ -1,12 +1,8 @@
 // Scenario "stats": counting events from 8 processes through memipc's StatsWriter (embedded server, real
 // memcached) against the same counts as naive SQLite updates; then the collector storing 10,000 counters ×
 // 60 buckets from memcached into SQLite.
-import { existsSync, readFileSync, rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { Client, DEFAULT_TIMEOUT } from "../src/client/index.js";
 import { StatsDb } from "../src/sinks/stats-db.js";
@@ -20,26 +16,38 @@ import {
 } from "../src/stats/layout.js";
 import {
   HOST,
-  alignColumns,
-  cpuSeconds,
+  checkAlive,
+  cpuPercent,
+  cpuPercentJson,
+  cpuSince,
+  embeddedTarget,
   findExecutable,
   formatRate,
+  formatUs,
+  goAndCollect,
   memcachedTarget,
+  nodeWorker,
   parseScenarioArgs,
   progress,
+  pushTable,
   ratio,
   round,
+  runEach,
+  startWorkers,
   startTarget,
-  stopChildrenOnSignal,
+  withScenarioDir,
   WorkerProcess,
-  parseOnly,
-  profileFlags,
   workerScript,
   versionOf,
   wholeNumber,
-  type RunningServer,
+  workerScenarioFlags,
+  workerScenarioOptions,
+  type ScenarioRun,
   type Target,
+  type WorkerScenarioOptions,
 } from "./common.js";
+import { addGoalJson, pushGoalTable, type GoalRow } from "./goals.js";
+import { quantile, readLatencies } from "./latencies.js";
 import type { Scenario } from "./main.js";
 import type { CollectDone, IncrementsDone, WorkerConfig } from "./stats-worker.js";
 
@@ -57,7 +65,6 @@ const FILL_IN_FLIGHT = 4; // addMulti calls in flight while filling
 const FILL_TIMEOUT_MS = 10_000; // client timeout while filling: a chunk queued behind others waits its turn
 const READY_TIMEOUT_MS = 30_000; // a worker must connect within this
 const DONE_TIMEOUT_MS = 300_000; // a worker must finish within this after "go"
-const LOAD_WARNING = 0.5; // 1-minute load average above which the start warns that the machine is busy
 const INSTALL_HINT = "apt-get install -y memcached";
 
 /** The issue's goals, for the goal table and the JSON. */
@@ -76,18 +83,11 @@ const RUN_IDS = [
 type RunId = (typeof RUN_IDS)[number];
 type Server = "embedded" | "memcached";
 
-interface Options {
-  seconds: number;
-  procs: number;
-  inflight: number;
+interface Options extends WorkerScenarioOptions<RunId> {
   names: number;
   collectNames: number;
   collectBuckets: number;
-  memcachedThreads: number;
   collectorTimeout: number;
-  only: Set<RunId> | undefined;
-  cpuProf: string | undefined;
-  json: boolean;
 }
 
 export const statsScenario: Scenario = {
@@ -116,35 +116,27 @@ export const statsScenario: Scenario = {
 };
 
 const OPTION_SPEC = {
-  json: { type: "boolean", default: false },
-  seconds: { type: "string", default: String(DEFAULT_SECONDS) },
-  procs: { type: "string", default: String(DEFAULT_PROCS) },
-  inflight: { type: "string", default: String(DEFAULT_INFLIGHT) },
+  ...workerScenarioFlags({
+    seconds: DEFAULT_SECONDS,
+    procs: DEFAULT_PROCS,
+    inflight: DEFAULT_INFLIGHT,
+    memcachedThreads: DEFAULT_MEMCACHED_THREADS,
+  }),
   names: { type: "string", default: String(DEFAULT_NAMES) },
   "collect-names": { type: "string", default: String(DEFAULT_COLLECT_NAMES) },
   "collect-buckets": { type: "string", default: String(DEFAULT_COLLECT_BUCKETS) },
-  "memcached-threads": { type: "string", default: String(DEFAULT_MEMCACHED_THREADS) },
   "collector-timeout": { type: "string", default: String(DEFAULT_TIMEOUT) },
-  only: { type: "string" },
-  "cpu-prof": { type: "string" },
 } as const;
 
 function parseOptions(args: readonly string[]): Options {
   const values = parseScenarioArgs(args, OPTION_SPEC, "stats");
-  const only = parseOnly(values.only, RUN_IDS);
   return {
-    json: values.json,
-    seconds: wholeNumber(values.seconds, "--seconds", 1, 3600),
-    procs: wholeNumber(values.procs, "--procs", 1, 256),
-    inflight: wholeNumber(values.inflight, "--inflight", 1, 100_000),
+    ...workerScenarioOptions(values, RUN_IDS),
     names: wholeNumber(values.names, "--names", 1, 100_000),
     // An index lists every name of its bucket in one value, which memcached keeps under 1 MiB.
     collectNames: wholeNumber(values["collect-names"], "--collect-names", 1, 40_000),
     collectBuckets: wholeNumber(values["collect-buckets"], "--collect-buckets", 1, 1440),
-    memcachedThreads: wholeNumber(values["memcached-threads"], "--memcached-threads", 1, 64),
     collectorTimeout: wholeNumber(values["collector-timeout"], "--collector-timeout", 1, 3_600_000),
-    only,
-    cpuProf: values["cpu-prof"],
   };
 }
 
@@ -165,36 +157,14 @@ type Worker = WorkerProcess<WorkerMessage>;
 
 /** A worker process of bench/stats-worker.ts, given its configuration as its one argument. */
 function statsWorker(label: string, config: WorkerConfig, profileDir: string | undefined): Worker {
-  const flags = profileFlags(profileDir, label);
-  return new WorkerProcess(label, process.execPath, [
-    ...flags,
-    workerScript("stats-worker"),
-    JSON.stringify(config),
-  ]);
+  return nodeWorker<WorkerMessage>("stats-worker", label, config, profileDir);
 }
 
 // ---- servers --------------------------------------------------------------------------------------------
 
-function embeddedTarget(profileDir: string | undefined, id: RunId): Target {
-  // This file runs as dist/bench/stats.js; the CLI is built to dist/src/cli/main.js.
-  const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
-  if (!existsSync(cli)) {
-    throw new Error(`the embedded server's CLI is not built (${cli}): run \`npm run build\``);
-  }
-  const flags = profileFlags(profileDir, `${id} server`);
-  return {
-    id: "embedded",
-    label: "memipc server",
-    command: (port) => ({
-      file: process.execPath,
-      args: [...flags, cli, "server", "--port", String(port), "--listen", HOST, "--memory", `${MEMORY_MB}m`],
-    }),
-  };
-}
-
 function serverTarget(context: RunContext, server: Server, id: RunId): Target {
   return server === "embedded"
-    ? embeddedTarget(context.options.cpuProf, id)
+    ? embeddedTarget(context.options.cpuProf, id, MEMORY_MB)
     : memcachedTarget(
         "memcached",
         "memcached",
@@ -202,6 +172,11 @@ function serverTarget(context: RunContext, server: Server, id: RunId): Target {
         context.options.memcachedThreads,
         MEMORY_MB,
       );
+}
+
+/** Where a run's counters go: a namespace of its own, so that no run counts another's keys. */
+function runAddress(id: RunId): StatsAddress {
+  return { namespace: `bench${process.pid}${id.replace(/_/g, "")}`, bucketSeconds: BUCKET_SECONDS };
 }
 
 // ---- increments -----------------------------------------------------------------------------------------
@@ -234,18 +209,11 @@ async function incrementOnGo(
   latencyFiles: string[],
   names: readonly string[],
 ): Promise<{ seconds: number; done: IncrementsDone[]; latencies: Float64Array; perName: number[] }> {
-  await Promise.all(workers.map((worker) => worker.expect("ready", READY_TIMEOUT_MS)));
-  const startedAt = performance.now();
-  for (const worker of workers) worker.send({ type: "go" });
-  let finishedAt = startedAt;
-  const done = await Promise.all(
-    workers.map(async (worker) => {
-      const message = await worker.expect<IncrementsDone>("done", DONE_TIMEOUT_MS);
-      finishedAt = Math.max(finishedAt, performance.now());
-      return message;
-    }),
-  );
-  await Promise.all(workers.map((worker) => worker.stop()));
+  const {
+    startedAt,
+    finishedAt,
+    dones: done,
+  } = await goAndCollect<WorkerMessage, IncrementsDone>(workers, READY_TIMEOUT_MS, DONE_TIMEOUT_MS);
   const errors = done.reduce((sum, d) => sum + d.errors, 0);
   if (errors > 0) {
     const first = done.find((d) => d.firstError !== undefined)?.firstError;
@@ -254,25 +222,6 @@ async function incrementOnGo(
   const perName = new Array<number>(names.length).fill(0);
   for (const d of done) d.perName.forEach((n, i) => (perName[i]! += n));
   return { seconds: (finishedAt - startedAt) / 1000, done, latencies: readLatencies(latencyFiles), perName };
-}
-
-function readLatencies(files: string[]): Float64Array {
-  const parts = files.map((file) => {
-    const bytes = readFileSync(file);
-    return new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
-  });
-  const all = new Float64Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  return all.sort();
-}
-
-/** Nearest-rank quantile of sorted values. */
-function quantile(sorted: Float64Array, q: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
 }
 
 /** Throws unless the store's count of every name equals the increments the workers had acknowledged. */
@@ -333,17 +282,11 @@ async function countersInMemcached(
 async function runIncrMemipc(context: RunContext, id: RunId, server: Server): Promise<IncrementsResult> {
   const { options, dir } = context;
   const running = await startTarget(serverTarget(context, server, id));
-  const address: StatsAddress = {
-    namespace: `bench${process.pid}${id.replace(/_/g, "")}`,
-    bucketSeconds: BUCKET_SECONDS,
-  };
+  const address = runAddress(id);
   const names = counterNames(options.names, "site.event");
   const workers: Worker[] = [];
-  const files: string[] = [];
   try {
-    for (let i = 0; i < options.procs; i++) {
-      const latencies = join(dir, `${id}-${i}.f64`);
-      files.push(latencies);
+    const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       const config: WorkerConfig = {
         role: "memipc",
         port: running.port,
@@ -355,12 +298,12 @@ async function runIncrMemipc(context: RunContext, id: RunId, server: Server): Pr
         seed: 0x9e3779b9 ^ (i + 1),
         latencies,
       };
-      workers.push(statsWorker(`${id} incrementer ${i}`, config, i === 0 ? options.cpuProf : undefined));
-    }
+      return statsWorker(`${id} incrementer ${i}`, config, i === 0 ? options.cpuProf : undefined);
+    });
     const from = Date.now();
-    const serverCpuBefore = cpuSeconds(running.pid);
+    const serverCpu = cpuSince(running.pid);
     const run = await incrementOnGo(workers, files, names);
-    const serverCpuAfter = cpuSeconds(running.pid);
+    const serverCpuSeconds = serverCpu();
     const to = Date.now();
     checkAlive(running);
     const client = new Client({ servers: `${HOST}:${running.port}` });
@@ -370,12 +313,7 @@ async function runIncrMemipc(context: RunContext, id: RunId, server: Server): Pr
     } finally {
       client.close();
     }
-    return incrementsResult(
-      id,
-      run,
-      difference(serverCpuAfter, serverCpuBefore),
-      checkCounts(id, names, run.perName, stored),
-    );
+    return incrementsResult(id, run, serverCpuSeconds, checkCounts(id, names, run.perName, stored));
   } finally {
     await Promise.all(workers.map((worker) => worker.stop()));
     await running.stop();
@@ -394,11 +332,8 @@ async function runIncrSqlite(context: RunContext, id: RunId): Promise<Increments
   setup.transaction(() => names.forEach((name) => insert.run(name)))();
   setup.close();
   const workers: Worker[] = [];
-  const files: string[] = [];
   try {
-    for (let i = 0; i < options.procs; i++) {
-      const latencies = join(dir, `${id}-${i}.f64`);
-      files.push(latencies);
+    const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       const config: WorkerConfig = {
         role: "sqlite",
         path,
@@ -407,8 +342,8 @@ async function runIncrSqlite(context: RunContext, id: RunId): Promise<Increments
         seed: 0x9e3779b9 ^ (i + 1),
         latencies,
       };
-      workers.push(statsWorker(`${id} incrementer ${i}`, config, undefined));
-    }
+      return statsWorker(`${id} incrementer ${i}`, config, undefined);
+    });
     const run = await incrementOnGo(workers, files, names);
     const check = new Database(path, { readonly: true });
     const rows = check.prepare("SELECT name, n FROM counters").all() as { name: string; n: number }[];
@@ -504,10 +439,7 @@ async function fill(
 async function runCollect(context: RunContext, id: RunId, server: Server): Promise<CollectResult> {
   const { options, dir } = context;
   const running = await startTarget(serverTarget(context, server, id));
-  const address: StatsAddress = {
-    namespace: `bench${process.pid}${id.replace(/_/g, "")}`,
-    bucketSeconds: BUCKET_SECONDS,
-  };
+  const address = runAddress(id);
   const names = counterNames(options.collectNames, "site.counter");
   const size = address.bucketSeconds;
   // The buckets just before the current one; the collector's clock is half a bucket after the last one ends.
@@ -543,10 +475,10 @@ async function runCollect(context: RunContext, id: RunId, server: Server): Promi
       options.cpuProf,
     );
     await collector.expect("ready", READY_TIMEOUT_MS);
-    const serverCpuBefore = cpuSeconds(running.pid);
+    const serverCpu = cpuSince(running.pid);
     collector.send({ type: "go" });
     const done = await collector.expect<CollectDone>("done", DONE_TIMEOUT_MS);
-    const serverCpuAfter = cpuSeconds(running.pid);
+    const serverCpuSeconds = serverCpu();
     await collector.stop();
     checkAlive(running);
     const rowsOk = checkCollected(id, dbFile, names, starts);
@@ -564,7 +496,7 @@ async function runCollect(context: RunContext, id: RunId, server: Server): Promi
       seconds: done.seconds,
       buckets: done.buckets,
       values: done.values,
-      cpu: { collector: done.cpuSeconds, server: difference(serverCpuAfter, serverCpuBefore) },
+      cpu: { collector: done.cpuSeconds, server: serverCpuSeconds },
       rowsOk,
     };
   } finally {
@@ -607,19 +539,11 @@ function checkCollected(
   return ok;
 }
 
-function checkAlive(server: RunningServer): void {
-  if (server.exited()) throw new Error(`${server.label} exited during the run: ${server.stderr().trim()}`);
-}
-
-function difference(after: number | undefined, before: number | undefined): number | undefined {
-  return after === undefined || before === undefined ? undefined : after - before;
-}
-
 // ---- the scenario ---------------------------------------------------------------------------------------
 
 type Result = IncrementsResult | CollectResult;
 
-const RUNS: Record<RunId, { label: string; run(context: RunContext): Promise<Result> }> = {
+const RUNS: Record<RunId, ScenarioRun<RunContext, Result>> = {
   incr_embedded: {
     label: "StatsWriter.incr into the embedded server",
     run: (c) => runIncrMemipc(c, "incr_embedded", "embedded"),
@@ -657,49 +581,23 @@ async function runStatsScenario(args: readonly string[]): Promise<void> {
     memcached = found;
   }
   workerScript("stats-worker");
-  const loadAtStart = loadavg()[0]!;
-  const dir = await mkdtemp(join(tmpdir(), "memipc-bench-stats-"));
-  // On a signal the process exits right after this, so the clean-up is synchronous.
-  const removeSignalHandlers = stopChildrenOnSignal(() => rmSync(dir, { recursive: true, force: true }));
-  try {
-    if (loadAtStart > LOAD_WARNING) {
-      progress(
-        `warning: the load average is ${loadAtStart.toFixed(1)} on ${availableParallelism()} cores: other work is ` +
-          "running, and the figures will show it",
-      );
-    }
+  await withScenarioDir("stats", async (dir, loadAtStart) => {
     progress(
       `stats: Node.js ${process.version}; ${options.procs} incrementing processes (memipc: ${options.inflight} ` +
         `increments in flight each), ${options.names} names, ${options.seconds} s per run; collect: ` +
         `${formatRate(options.collectNames)} names × ${options.collectBuckets} buckets; files in ${dir}` +
         (memcached ? `; ${versionOf(memcached, "-V")} (-t ${options.memcachedThreads})` : ""),
     );
-    const context: RunContext = { options, memcached, dir };
-    const results = new Map<RunId, Result>();
     // A failed run (a count that does not add up, a collector error) is reported with the others, and the
     // scenario fails at the end.
     const failures = new Map<RunId, string>();
-    for (const id of ids) {
-      progress(`${id}: ${RUNS[id].label}…`);
-      try {
-        const result = await RUNS[id].run(context);
-        results.set(id, result);
-        progress(`  ${describe(result)}`);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        failures.set(id, message.split("\n")[0]!);
-        progress(`  failed: ${message}`);
-      }
-    }
+    const results = await runEach(ids, RUNS, { options, memcached, dir }, describe, failures);
     console.log(renderTables(results, failures, options));
     if (options.json) console.log(JSON.stringify(toJson(results, failures, options, loadAtStart)));
     if (failures.size > 0) {
       throw new Error(`${[...failures.keys()].join(", ")} failed; see above`);
     }
-  } finally {
-    removeSignalHandlers();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 function describe(result: Result): string {
@@ -718,15 +616,6 @@ function describe(result: Result): string {
 }
 
 // ---- the report -----------------------------------------------------------------------------------------
-
-function cpuPercent(seconds: number | undefined, wall: number): string {
-  return seconds === undefined ? "-" : String(Math.round((seconds / wall) * 100));
-}
-
-/** Adds a table (first column left-aligned) and a blank line to `lines`, unless it has no rows. */
-function pushTable(lines: string[], header: string[], body: string[][]): void {
-  if (body.length > 0) lines.push(...alignColumns(header, body, 1), "");
-}
 
 function incrementsOf(results: Map<RunId, Result>, id: RunId): IncrementsResult | undefined {
   const result = results.get(id);
@@ -793,11 +682,7 @@ function renderTables(results: Map<RunId, Result>, failures: Map<RunId, string>,
     ],
     collectRows,
   );
-  pushTable(
-    lines,
-    ["goal", "embedded", "memcached"],
-    goalRows(results, failures, options).map((g) => [g.label, g.embedded, g.memcached]),
-  );
+  pushGoalTable(lines, goalRows(results, failures, options));
   for (const [id, message] of failures) lines.push(`${id} FAILED: ${message}`, "");
   lines.push(
     `  ${options.procs} incrementing processes, ${options.seconds} s each run, each increment on one of ` +
@@ -811,14 +696,6 @@ function renderTables(results: Map<RunId, Result>, failures: Map<RunId, string>,
     "  CPU %: CPU time over the run's wall time, 100 % = one core; counts / rows: checked against the store",
   );
   return lines.join("\n");
-}
-
-interface GoalRow {
-  /** JSON: goal_<key>_met (embedded) and goal_<key>_met_memcached. */
-  key: string;
-  label: string;
-  embedded: string;
-  memcached: string;
 }
 
 function goalRows(results: Map<RunId, Result>, failures: Map<RunId, string>, options: Options): GoalRow[] {
@@ -882,18 +759,16 @@ function toJson(
       json[`${id}_p99_us`] = round(r.p99Us, 1);
       json[`${id}_counted`] = r.counted;
       json[`${id}_counts_ok`] = r.counted === r.increments;
-      json[`${id}_workers_cpu_percent`] = round((r.cpu.workers / r.seconds) * 100, 1);
-      json[`${id}_server_cpu_percent`] =
-        r.cpu.server === undefined ? null : round((r.cpu.server / r.seconds) * 100, 1);
+      json[`${id}_workers_cpu_percent`] = cpuPercentJson(r.cpu.workers, r.seconds);
+      json[`${id}_server_cpu_percent`] = cpuPercentJson(r.cpu.server, r.seconds);
     } else {
       json[`${id}_values`] = r.values;
       json[`${id}_buckets`] = r.buckets;
       json[`${id}_seconds`] = round(r.seconds, 3);
       json[`${id}_values_per_s`] = Math.round(r.values / r.seconds);
       json[`${id}_rows_ok`] = r.rowsOk === r.filled;
-      json[`${id}_collector_cpu_percent`] = round((r.cpu.collector / r.seconds) * 100, 1);
-      json[`${id}_server_cpu_percent`] =
-        r.cpu.server === undefined ? null : round((r.cpu.server / r.seconds) * 100, 1);
+      json[`${id}_collector_cpu_percent`] = cpuPercentJson(r.cpu.collector, r.seconds);
+      json[`${id}_server_cpu_percent`] = cpuPercentJson(r.cpu.server, r.seconds);
       json[`${id}_fill_values_per_s`] = Math.round(r.filled / r.fillSeconds);
     }
   }
@@ -906,15 +781,6 @@ function toJson(
     if (memcached) json.ratio_memcached_vs_sqlite = round(ratio(memcached.perSecond, sqlite.perSecond), 3);
   }
   for (const [id, message] of failures) json[`${id}_error`] = message;
-  // true / false, or null where the run was left out.
-  const met = (cell: string) => (cell === "-" ? null : cell.endsWith(": met"));
-  for (const row of goalRows(results, failures, options)) {
-    json[`goal_${row.key}_met`] = met(row.embedded);
-    json[`goal_${row.key}_met_memcached`] = met(row.memcached);
-  }
+  addGoalJson(json, goalRows(results, failures, options));
   return json;
-}
-
-function formatUs(us: number): string {
-  return us < 10 ? us.toFixed(1) : Math.round(us).toLocaleString("en-US");
 }
