@@ -19,7 +19,7 @@ import {
   formatUs,
   goAndCollect,
   memcachedTarget,
-  nodeWorker as startNodeWorker,
+  nodeWorker,
   parseScenarioArgs,
   progress,
   pushTable,
@@ -193,8 +193,8 @@ interface WorkerMessage {
 }
 
 /** A process of bench/log-worker.ts, given its configuration as its one argument. */
-function nodeWorker(label: string, config: WorkerConfig, profileDir?: string): Worker {
-  return startNodeWorker<WorkerMessage>("log-worker", label, config, profileDir);
+function logWorker(label: string, config: WorkerConfig, profileDir?: string): Worker {
+  return nodeWorker<WorkerMessage>("log-worker", label, config, profileDir);
 }
 
 type Worker = WorkerProcess<WorkerMessage>;
@@ -321,7 +321,7 @@ async function runMemipc(
   const workers: Worker[] = [];
   let drainer: Worker | undefined;
   try {
-    drainer = nodeWorker(
+    drainer = logWorker(
       `${id} drainer`,
       { role: "drainer", port: server.port, stream, layout: settings.layout, dir: sinkDir, startOnGo: false },
       profile,
@@ -339,7 +339,7 @@ async function runMemipc(
             inflight: options.inflight,
             rate: settings.rate / options.procs,
           };
-      return nodeWorker(`${id} producer ${i}`, config, i === 0 ? profile : undefined);
+      return logWorker(`${id} producer ${i}`, config, i === 0 ? profile : undefined);
     });
     const serverCpu = cpuSince(server.pid);
     const produced = await produce(workers, files);
@@ -388,11 +388,11 @@ async function runCatchUp(context: RunContext, id: RunId, target: Target): Promi
         count,
         rate: 0,
       };
-      return nodeWorker(`${id} producer ${i}`, config);
+      return logWorker(`${id} producer ${i}`, config);
     });
     const produced = await produce(workers, files);
     if (produced.errors > 0) throw new Error(`${produced.errors} appends of the backlog failed`);
-    drainer = nodeWorker(
+    drainer = logWorker(
       `${id} drainer`,
       { role: "drainer", port: server.port, stream, layout: "default", dir: sinkDir, startOnGo: true },
       options.cpuProf,
@@ -464,7 +464,7 @@ async function runSqlite(context: RunContext, id: RunId): Promise<Result> {
   try {
     const files = startWorkers(workers, options.procs, dir, id, (i, latencies) => {
       const config: WorkerConfig = { role: "sqlite", path, line: LINE, latencies, seconds: options.seconds };
-      return nodeWorker(`${id} producer ${i}`, config);
+      return logWorker(`${id} producer ${i}`, config);
     });
     const produced = await produce(workers, files);
     const check = openDatabase(path);
@@ -495,7 +495,7 @@ async function runRedis(context: RunContext, id: RunId, appendfsync: "always" | 
         seconds: options.seconds,
         inflight: options.inflight,
       };
-      return nodeWorker(`${id} producer ${i}`, config);
+      return logWorker(`${id} producer ${i}`, config);
     });
     const serverCpu = cpuSince(server.pid);
     const produced = await produce(workers, files);

@@ -209,11 +209,8 @@ async function incrementOnGo(
   latencyFiles: string[],
   names: readonly string[],
 ): Promise<{ seconds: number; done: IncrementsDone[]; latencies: Float64Array; perName: number[] }> {
-  const {
-    startedAt,
-    finishedAt,
-    dones: done,
-  } = await goAndCollect<WorkerMessage, IncrementsDone>(workers, READY_TIMEOUT_MS, DONE_TIMEOUT_MS);
+  const ran = await goAndCollect<WorkerMessage, IncrementsDone>(workers, READY_TIMEOUT_MS, DONE_TIMEOUT_MS);
+  const done = ran.dones;
   const errors = done.reduce((sum, d) => sum + d.errors, 0);
   if (errors > 0) {
     const first = done.find((d) => d.firstError !== undefined)?.firstError;
@@ -221,7 +218,8 @@ async function incrementOnGo(
   }
   const perName = new Array<number>(names.length).fill(0);
   for (const d of done) d.perName.forEach((n, i) => (perName[i]! += n));
-  return { seconds: (finishedAt - startedAt) / 1000, done, latencies: readLatencies(latencyFiles), perName };
+  const seconds = (ran.finishedAt - ran.startedAt) / 1000;
+  return { seconds, done, latencies: readLatencies(latencyFiles), perName };
 }
 
 /** Throws unless the store's count of every name equals the increments the workers had acknowledged. */
