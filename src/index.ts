@@ -57,3 +57,4 @@ export {
   type StartOptions,
   type JobUpdate,
 } from "./progress/index.js";
+export { startHttpServer, type HttpServer, type HttpServerOptions } from "./http/index.js";

@@ -5,6 +5,7 @@ import { ConfigError, MemipcError } from "../errors.js";
 import { COLLECT_HELP, runCollect } from "./collect.js";
 import { INCR_HELP, runIncr, runTiming, TIMING_HELP } from "./count.js";
 import { DRAIN_HELP, runDrain } from "./drain.js";
+import { HTTP_HELP, runHttp } from "./http.js";
 import { LOG_HELP, runLog } from "./log.js";
 import { PROGRESS_HELP, runProgress } from "./progress.js";
 import { REPORT_HELP, runReport } from "./report.js";
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, Command> = {
     help: COLLECT_HELP,
     run: runCollect,
   },
+  http: { summary: "serve the HTTP API, job pages and embed script", help: HTTP_HELP, run: runHttp },
   progress: {
     summary: "jobs: list, watch ID, cancel ID, or run a demo job",
     help: PROGRESS_HELP,

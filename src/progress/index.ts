@@ -13,6 +13,7 @@ export {
 export {
   JobState,
   FINAL_STATES,
+  DEFAULT_NAMESPACE,
   DEFAULT_JOB_TTL,
   DEFAULT_STALL_AFTER,
   jobKey,

@@ -121,7 +121,9 @@ export class Progress {
       if (existing?.state === JobState.running) {
         throw new ConfigError(`job ${id} is running already (on ${existing.node}): choose another id`);
       }
-      await this.#client.set(key, value, { ttl: this.options.ttl });
+      // The id is used again: its versions go on rising, so a watcher's last event id never repeats.
+      if (existing !== undefined) record.version = existing.version + 1;
+      await this.#client.set(key, JSON.stringify(record), { ttl: this.options.ttl });
     }
     await this.#client.delete(cancelKey(this.options.namespace, id));
     await this.#list(id, now);

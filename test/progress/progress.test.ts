@@ -124,8 +124,10 @@ for (const target of TARGETS) {
       assert.equal(jobs[0]!.total, null);
       await assert.rejects(progress.start("again", { id: "job-a" }), /running already/);
       await a.done();
+      const ended = (await progress.get("job-a"))!.version;
       const again = await progress.start("again", { id: "job-a" }); // an ended job's id can be used again
       assert.equal((await progress.get("job-a"))!.label, "again");
+      assert.ok((await progress.get("job-a"))!.version > ended, "versions go on rising for a reused id");
       await Promise.all([again.done(), b.fail(new Error("disk full"))]);
       assert.equal((await progress.get("job-b"))!.error, "disk full");
       assert.equal(await progress.get("no-such-job"), undefined);

@@ -1,0 +1,365 @@
+// The HTTP face of progress: a JSON API, Server-Sent Events, a job page and an embeddable script, on Node's
+// http module. Stateless: every answer comes from memcached (event streams share one poller per job), so
+// any number of these servers behind a load balancer answer alike.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Client } from "../client/index.js";
+import { ConfigError, ConnectionClosedError, OverloadError, TimeoutError } from "../errors.js";
+import { DEFAULT_NAMESPACE } from "../progress/layout.js";
+import { Progress, validateJobId } from "../progress/index.js";
+import { TokenCheck, checkToken } from "./auth.js";
+import { serveEventStream } from "./event-stream.js";
+import { JobFeeds } from "./job-feeds.js";
+import { PAGE_CSP, jobPage } from "./page.js";
+import { sendError, sendJson } from "./responses.js";
+import { EMBED_JS } from "./widget.js";
+
+export const DEFAULT_HTTP_HOST = "127.0.0.1";
+export const DEFAULT_HTTP_PORT = 8080;
+export const DEFAULT_POLL_INTERVAL = 500; // ms between reads of a watched job
+export const DEFAULT_SSE_HEARTBEAT = 15_000; // ms between comment lines on an idle event stream
+export const DEFAULT_SSE_RETRY = 2000; // ms a browser waits before reconnecting a dropped stream
+export const DEFAULT_MAX_STREAMS = 10_000; // event streams open at once; more are refused with 503
+const EMBED_MAX_AGE = 300; // s browsers may cache /embed.js
+const BASE_URL = "http://memipc.invalid"; // request targets are paths: resolved against any base
+
+export interface HttpServerOptions {
+  /** Where jobs are read: the embedded server, a real memcached or a pool. Not closed by close(). */
+  client: Client;
+  namespace: string;
+  /** Address to bind; anything but loopback requires `token`. */
+  host: string;
+  /** TCP port; 0 picks a free one (see `port` on the result). */
+  port: number;
+  /** ms between reads of a job that event streams watch (one read per job, however many watch). */
+  pollInterval: number;
+  /** Required on every request when set: `Authorization: Bearer <token>` or `?token=<token>`. */
+  token: string | undefined;
+  /** ms between heartbeat comments on an event stream. */
+  heartbeat: number;
+  /** ms a browser waits before reconnecting a dropped event stream (sent as `retry:`). */
+  retry: number;
+  /** Origins whose pages may call the API (CORS): "*" for any, or a list; [] for none. */
+  allowOrigins: "*" | string[];
+  /** Event streams open at once. */
+  maxStreams: number;
+}
+
+export function defaultHttpOptions(): Omit<HttpServerOptions, "client"> {
+  return {
+    namespace: DEFAULT_NAMESPACE,
+    host: DEFAULT_HTTP_HOST,
+    port: DEFAULT_HTTP_PORT,
+    pollInterval: DEFAULT_POLL_INTERVAL,
+    token: undefined,
+    heartbeat: DEFAULT_SSE_HEARTBEAT,
+    retry: DEFAULT_SSE_RETRY,
+    allowOrigins: "*",
+    maxStreams: DEFAULT_MAX_STREAMS,
+  };
+}
+
+export interface HttpServer {
+  readonly host: string;
+  readonly port: number;
+  /** Where it listens, e.g. http://127.0.0.1:8080 */
+  readonly url: string;
+  /** Event streams open now. */
+  readonly streams: number;
+  /** Jobs polled now, and memcached reads the pollers made so far. */
+  readonly polling: number;
+  readonly reads: number;
+  /** Ends every event stream, stops the pollers and closes the listening socket. */
+  close(): Promise<void>;
+}
+
+type Route =
+  { kind: "list" } | { kind: "job" | "events" | "cancel" | "page"; id: string } | { kind: "embed" };
+
+const ALLOWED: Record<Route["kind"], string> = {
+  list: "GET, HEAD",
+  job: "GET, HEAD",
+  events: "GET",
+  cancel: "POST",
+  page: "GET, HEAD",
+  embed: "GET, HEAD",
+};
+
+/** Starts the HTTP server; resolves once it listens. */
+export async function startHttpServer(
+  options: Partial<HttpServerOptions> & { client: Client },
+): Promise<HttpServer> {
+  const o: HttpServerOptions = { ...defaultHttpOptions(), ...definedOnly(options), client: options.client };
+  checkOptions(o);
+  const progress = new Progress(o.client, { namespace: o.namespace });
+  const feeds = new JobFeeds(progress, o.pollInterval);
+  const tokenCheck = o.token === undefined || o.token === "" ? undefined : new TokenCheck(o.token);
+  const streams = new Set<ServerResponse>();
+
+  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const cors = corsHeaders(o.allowOrigins, request.headers.origin);
+    const url = URL.canParse(request.url ?? "/", BASE_URL)
+      ? new URL(request.url ?? "/", BASE_URL)
+      : undefined;
+    if (url === undefined)
+      return sendError(response, 400, "the request's target is not a valid URL path", cors);
+    const method = request.method ?? "GET";
+    request.resume(); // no route reads a body
+    const route = routeOf(url.pathname);
+    if (method === "OPTIONS" && route !== undefined) {
+      // A CORS preflight carries no credentials, so it is answered before the token check.
+      response.writeHead(204, {
+        ...cors,
+        Allow: `${ALLOWED[route.kind]}, OPTIONS`,
+        "Access-Control-Allow-Methods": ALLOWED[route.kind],
+        "Access-Control-Allow-Headers": "Authorization, Last-Event-ID",
+        "Access-Control-Max-Age": "600",
+      });
+      response.end();
+      return;
+    }
+    if (tokenCheck !== undefined && !tokenCheck.allows(request, url)) {
+      return sendError(
+        response,
+        401,
+        "this server needs its token: send Authorization: Bearer <token>, or add ?token=<token> to the URL",
+        { ...cors, "WWW-Authenticate": 'Bearer realm="memipc"' },
+      );
+    }
+    if (route === undefined) {
+      return sendError(
+        response,
+        404,
+        `nothing at ${url.pathname}: see /api/jobs, /api/jobs/ID, /api/jobs/ID/events, /jobs/ID and /embed.js`,
+        cors,
+      );
+    }
+    if (!ALLOWED[route.kind].split(", ").includes(method)) {
+      return sendError(
+        response,
+        405,
+        `${method} is not allowed on ${url.pathname}: use ${ALLOWED[route.kind]}`,
+        {
+          ...cors,
+          Allow: ALLOWED[route.kind],
+        },
+      );
+    }
+    if ("id" in route && !validId(route.id)) {
+      return sendError(
+        response,
+        400,
+        `job id ${JSON.stringify(route.id)} is not valid: 1 to 100 letters, digits, "_", "." or "-"`,
+        cors,
+      );
+    }
+    switch (route.kind) {
+      case "list":
+        return sendJson(response, 200, { jobs: await progress.list() }, cors);
+      case "job": {
+        const view = await progress.get(route.id);
+        if (view === undefined) return sendError(response, 404, notFound(route.id), cors);
+        return sendJson(response, 200, view, cors);
+      }
+      case "cancel": {
+        if (await progress.cancel(route.id)) return sendJson(response, 202, { cancelled: true }, cors);
+        const view = await progress.get(route.id);
+        if (view === undefined) return sendError(response, 404, notFound(route.id), cors);
+        return sendError(response, 409, `job ${route.id} has ended (${view.state}): nothing to cancel`, cors);
+      }
+      case "events": {
+        if (streams.size >= o.maxStreams) {
+          return sendError(response, 503, `too many event streams open (${o.maxStreams}): try again later`, {
+            ...cors,
+            "Retry-After": "5",
+          });
+        }
+        streams.add(response);
+        try {
+          await serveEventStream(request, response, route.id, feeds, {
+            heartbeat: o.heartbeat,
+            retry: o.retry,
+            headers: cors,
+          });
+        } finally {
+          streams.delete(response);
+        }
+        return;
+      }
+      case "page": {
+        const view = await progress.get(route.id);
+        const html = jobPage(route.id, view);
+        response.writeHead(view === undefined ? 404 : 200, {
+          "Content-Type": "text/html; charset=utf-8",
+          "Content-Length": Buffer.byteLength(html),
+          "Cache-Control": "no-store",
+          "Content-Security-Policy": PAGE_CSP,
+          "X-Content-Type-Options": "nosniff",
+          "X-Frame-Options": "DENY",
+          "Referrer-Policy": "no-referrer",
+        });
+        response.end(html);
+        return;
+      }
+      case "embed":
+        response.writeHead(200, {
+          ...cors,
+          "Content-Type": "text/javascript; charset=utf-8",
+          "Content-Length": Buffer.byteLength(EMBED_JS),
+          "Cache-Control": `public, max-age=${EMBED_MAX_AGE}`,
+          "X-Content-Type-Options": "nosniff",
+        });
+        response.end(EMBED_JS);
+        return;
+    }
+  };
+
+  const server: Server = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      if (response.headersSent) {
+        response.destroy();
+        return;
+      }
+      const cors = corsHeaders(o.allowOrigins, request.headers.origin);
+      if (unavailable(error)) {
+        sendError(response, 503, `memcached could not be reached: ${(error as Error).message}`, cors);
+      } else {
+        sendError(response, 500, `internal error: ${(error as Error).message}`, cors);
+      }
+    });
+  });
+  await listen(server, o.host, o.port);
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : o.port;
+  const shownHost = o.host.includes(":") ? `[${o.host}]` : o.host;
+  let closing: Promise<void> | undefined;
+  return {
+    host: o.host,
+    port,
+    url: `http://${shownHost}:${port}`,
+    get streams() {
+      return streams.size;
+    },
+    get polling() {
+      return feeds.polling;
+    },
+    get reads() {
+      return feeds.reads;
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        feeds.close();
+        for (const response of streams) response.end();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+function checkOptions(o: HttpServerOptions): void {
+  if (typeof o.client !== "object" || o.client === null) {
+    throw new ConfigError('startHttpServer needs a client: new Client({ servers: "127.0.0.1:11211" })');
+  }
+  if (typeof o.host !== "string" || o.host === "") throw new ConfigError("the HTTP host must be an address");
+  if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535) {
+    throw new ConfigError(`HTTP port ${o.port} must be a whole number from 0 to 65535 (0: any free port)`);
+  }
+  whole(o.pollInterval, "poll interval", 10, 60_000);
+  whole(o.heartbeat, "SSE heartbeat", 10, 3_600_000);
+  whole(o.retry, "SSE retry", 0, 3_600_000);
+  whole(o.maxStreams, "maxStreams", 1, 1_000_000);
+  if (o.allowOrigins !== "*" && !Array.isArray(o.allowOrigins)) {
+    throw new ConfigError('allowOrigins must be "*" or a list of origins such as "https://app.example"');
+  }
+  checkToken(o.host, o.token);
+}
+
+function whole(value: number, what: string, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${what} ${value} ms must be a whole number from ${min} to ${max}`);
+  }
+}
+
+/** Options without the keys set to undefined, so they do not hide the defaults. */
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function routeOf(path: string): Route | undefined {
+  const parts = path.split("/").slice(1);
+  if (path === "/embed.js") return { kind: "embed" };
+  if (parts[0] === "jobs" && parts.length === 2) return { kind: "page", id: segment(parts[1]!) };
+  if (parts[0] !== "api" || parts[1] !== "jobs") return undefined;
+  if (parts.length === 2) return { kind: "list" };
+  const id = segment(parts[2]!);
+  if (parts.length === 3) return { kind: "job", id };
+  if (parts.length === 4 && parts[3] === "events") return { kind: "events", id };
+  if (parts.length === 4 && parts[3] === "cancel") return { kind: "cancel", id };
+  return undefined;
+}
+
+/** A path segment decoded; one that does not decode is kept as it is (and then refused as an id). */
+function segment(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function validId(id: string): boolean {
+  try {
+    validateJobId(id);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function notFound(id: string): string {
+  return `there is no job ${id} (it never started, or it expired)`;
+}
+
+function corsHeaders(allowed: "*" | string[], origin: string | string[] | undefined): Record<string, string> {
+  if (allowed === "*") return { "Access-Control-Allow-Origin": "*" };
+  const from = Array.isArray(origin) ? origin[0] : origin;
+  if (from !== undefined && allowed.includes(from)) {
+    return { "Access-Control-Allow-Origin": from, Vary: "Origin" };
+  }
+  return allowed.length === 0 ? {} : { Vary: "Origin" };
+}
+
+function unavailable(error: unknown): boolean {
+  return (
+    error instanceof TimeoutError || error instanceof ConnectionClosedError || error instanceof OverloadError
+  );
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      if (error.code === "EADDRINUSE") {
+        reject(
+          new ConfigError(
+            `port ${port} on ${host} is in use: choose another (--port) or stop what holds it`,
+            { cause: error },
+          ),
+        );
+      } else if (error.code === "EADDRNOTAVAIL") {
+        reject(
+          new ConfigError(`${host} is not an address of this machine: choose another (--listen)`, {
+            cause: error,
+          }),
+        );
+      } else {
+        reject(error);
+      }
+    };
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
