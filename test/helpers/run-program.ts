@@ -1,6 +1,7 @@
 // Runs another program (a Python or Perl script) to its end, for tests that check memipc against clients in
 // other languages.
 import { spawn, spawnSync } from "node:child_process";
+import type { TestContext } from "node:test";
 
 /** Resolves with what the program printed; rejects, with its stderr, if it fails or outlives `timeoutMs`. */
 export function runProgram(
@@ -38,4 +39,14 @@ export const works = (command: string, args: string[]): boolean =>
 export function pymemcachePython(): string | undefined {
   const candidates = [process.env.PYMEMCACHE_PYTHON, "/usr/bin/python3", "python3"];
   return candidates.find((python) => python && works(python, ["-c", "import pymemcache"]));
+}
+
+/** pymemcachePython(), or undefined after failing the test under CI=true or skipping it elsewhere. */
+export function requirePymemcache(t: TestContext): string | undefined {
+  const python = pymemcachePython();
+  if (python !== undefined) return python;
+  const message = "Python's pymemcache is not installed: apt-get install -y python3-pymemcache";
+  if (process.env.CI === "true") throw new Error(message);
+  t.skip(message);
+  return undefined;
 }

@@ -4,33 +4,22 @@
 // "cancelled". Screenshots go to test-artifacts/progress-*.png for people to look at.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer, request, type Server } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test, type TestContext } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { Client } from "../../src/client/index.js";
 import { Progress } from "../../src/progress/index.js";
 import { startServer } from "../../src/server/index.js";
 import { WorkerProcess } from "../log/workers/control.js";
 import { HTTP_SERVER_ENV, type HttpServerLine, type HttpServerSettings } from "./workers/http-server.js";
 import { JOB_ENV, type JobLine, type JobSettings } from "./workers/job.js";
+import { ARTIFACTS, launchChromium } from "../helpers/browser.js";
+import type { Browser } from "playwright-core";
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-const PROJECT = fileURLToPath(new URL("../../../", import.meta.url)); // dist/test/http → the project
-const ARTIFACTS = join(PROJECT, "test-artifacts");
 const WORKERS = fileURLToPath(new URL("./workers/", import.meta.url));
 const TEST_TIMEOUT_MS = 120_000;
 const POLL_MS = 200;
@@ -40,19 +29,6 @@ interface DomElement {
   getBoundingClientRect(): { width: number };
   querySelector(selector: string): DomElement | null;
   textContent: string | null;
-}
-
-/** A headless chromium, or undefined (test skipped) when it is not installed outside CI. */
-async function launch(t: TestContext): Promise<Browser | undefined> {
-  if (!existsSync(CHROMIUM)) {
-    const why = `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`;
-    if (process.env.CI === "true") assert.fail(why);
-    t.skip(why);
-    return undefined;
-  }
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-  t.after(() => browser.close());
-  return browser;
 }
 
 /** A proxy that sends each request to the next upstream in turn, streaming answers (event streams too). */
@@ -194,7 +170,7 @@ test(
   "http in a browser: through a round-robin proxy the bar reaches 100 % with the final message",
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
-    const browser = await launch(t);
+    const browser = await launchChromium(t);
     if (!browser) return;
     mkdirSync(ARTIFACTS, { recursive: true });
     const farm = await startFarm(t);
@@ -272,7 +248,7 @@ test(
   "http in a browser: Cancel stops the job process and the page shows cancelled",
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
-    const browser = await launch(t);
+    const browser = await launchChromium(t);
     if (!browser) return;
     mkdirSync(ARTIFACTS, { recursive: true });
     const farm = await startFarm(t);
@@ -312,7 +288,7 @@ test(
   "http in a browser: a job of unknown size shows a moving bar, then its failure; a silent job shows stalled",
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
-    const browser = await launch(t);
+    const browser = await launchChromium(t);
     if (!browser) return;
     mkdirSync(ARTIFACTS, { recursive: true });
     const farm = await startFarm(t);

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "../../src/client/index.js";
 import { Progress, type JobView } from "../../src/progress/progress.js";
 import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
-import { pymemcachePython, runProgram } from "../helpers/run-program.js";
+import { requirePymemcache, runProgram } from "../helpers/run-program.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -52,12 +52,8 @@ for (const target of TARGETS) {
 
     it("progress: the documented Python job is watched to done and listed; a second one stops when cancelled", async (t) => {
       if (!server) return void requireMemcached(t);
-      const python = pymemcachePython();
-      if (python === undefined) {
-        const message = "Python's pymemcache is not installed: apt-get install -y python3-pymemcache";
-        if (process.env.CI === "true") throw new Error(message);
-        return void t.skip(message);
-      }
+      const python = requirePymemcache(t);
+      if (python === undefined) return;
       const namespace = `pi${Date.now().toString(36)}`;
       const progress = new Progress(client, { namespace });
       const run = (id: string) => {

@@ -15,7 +15,7 @@ import { Collector } from "../../src/stats/collector.js";
 import { bucketStart, indexKey } from "../../src/stats/layout.js";
 import { StatsWriter } from "../../src/stats/writer.js";
 import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
-import { pymemcachePython, runProgram } from "../helpers/run-program.js";
+import { requirePymemcache, runProgram } from "../helpers/run-program.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -65,12 +65,8 @@ for (const target of TARGETS) {
 
     it("stats: counts from the documented Python example and memipc's writer are collected exactly, each name listed once", async (t) => {
       if (!server) return void requireMemcached(t);
-      const python = pymemcachePython();
-      if (python === undefined) {
-        const message = "Python's pymemcache is not installed: apt-get install -y python3-pymemcache";
-        if (process.env.CI === "true") throw new Error(message);
-        return void t.skip(message);
-      }
+      const python = requirePymemcache(t);
+      if (python === undefined) return;
       const namespace = `si${Date.now().toString(36)}`;
       const script = join(dir, "count.py");
       writeFileSync(script, documentedExample(server, namespace));

@@ -6,26 +6,14 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { test, type TestContext } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { buildDayReport, type DayReport } from "../../src/sinks/report.js";
 import { formatHtml } from "../../src/sinks/report-html.js";
 import { StatsDb } from "../../src/sinks/stats-db.js";
+import { ARTIFACTS, launchChromium } from "../helpers/browser.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-const PROJECT = fileURLToPath(new URL("../../../", import.meta.url)); // dist/test/stats → the project
-const SCREENSHOT = join(PROJECT, "test-artifacts", "stats-report.png");
+const SCREENSHOT = join(ARTIFACTS, "stats-report.png");
 const TEST_TIMEOUT_MS = 120_000;
 
 const ZONE = "Europe/Berlin";
@@ -92,19 +80,6 @@ function report(t: TestContext): DayReport {
   }
   db.settleLegacy(db.beginLegacy("new_account", DAY_START + 9 * HOUR, 12, 1n), "done");
   return buildDayReport(db, DAY, { timeZone: ZONE, now: () => DAY_START + 24 * HOUR + 5 * 60_000 });
-}
-
-/** A headless chromium, or undefined (test skipped) when it is not installed outside CI. */
-async function launch(t: TestContext): Promise<Browser | undefined> {
-  if (!existsSync(CHROMIUM)) {
-    const why = `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`;
-    if (process.env.CI === "true") assert.fail(why);
-    t.skip(why);
-    return undefined;
-  }
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-  t.after(() => browser.close());
-  return browser;
 }
 
 /** A page that fails the test on any request it makes, with the report loaded. */
@@ -176,7 +151,7 @@ test(
   "report html: charts are visible, bars proportional to the data, names escaped, nothing fetched",
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
-    const browser = await launch(t);
+    const browser = await launchChromium(t);
     if (!browser) return;
     const r = report(t);
     const html = formatHtml(r);
@@ -224,7 +199,7 @@ test(
     assert.ok(await page.locator("table").first().isVisible());
     assert.deepEqual(requests, [], "the report fetches nothing");
 
-    mkdirSync(join(PROJECT, "test-artifacts"), { recursive: true });
+    mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     assert.ok(existsSync(SCREENSHOT));
   },
@@ -234,7 +209,7 @@ test(
   "report html: the page follows the reader's dark colour scheme",
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
-    const browser = await launch(t);
+    const browser = await launchChromium(t);
     if (!browser) return;
     const html = formatHtml(report(t));
     const colours = async (scheme: "light" | "dark") => {
