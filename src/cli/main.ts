@@ -10,6 +10,7 @@ import { LOG_HELP, runLog } from "./log.js";
 import { PROGRESS_HELP, runProgress } from "./progress.js";
 import { REPORT_HELP, runReport } from "./report.js";
 import { runServer, SERVER_HELP } from "./server.js";
+import { CONFIG_HELP, runConfig, runServe, SERVE_HELP } from "./serve.js";
 import { runStatsList, STATS_LIST_HELP } from "./stats-list.js";
 import { runTail, TAIL_HELP } from "./tail.js";
 
@@ -20,6 +21,16 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  serve: {
+    summary: "everything in one process: server, drainers, collector, reports, HTTP",
+    help: SERVE_HELP,
+    run: runServe,
+  },
+  config: {
+    summary: "print the configuration serve would use, and where each value came from",
+    help: CONFIG_HELP,
+    run: runConfig,
+  },
   server: { summary: "run the embedded memcached-compatible server", help: SERVER_HELP, run: runServer },
   log: { summary: "append entries to a log stream (arguments, or stdin lines)", help: LOG_HELP, run: runLog },
   drain: {

@@ -1,0 +1,157 @@
+// `memipc serve`: the whole system in one process: the embedded server (or existing memcached servers), a
+// drainer per stream, the stats collector with its daily reports, and the HTTP server for jobs. `memipc
+// config print` shows the configuration it would run with and where each value came from.
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { Client } from "../client/index.js";
+import { ConfigError } from "../errors.js";
+import { startHttpServer } from "../http/index.js";
+import { Drainer } from "../log/drainer.js";
+import { startServer, parseSize, type MemcachedServer } from "../server/index.js";
+import { openFileSink } from "../sinks/file-sink.js";
+import { dueReportDay, writeReportFiles } from "../sinks/report-files.js";
+import { StatsDb } from "../sinks/stats-db.js";
+import { Collector } from "../stats/collector.js";
+import { optionTable, stopSignal } from "./common.js";
+import {
+  CONFIG_FILE,
+  configHelpRows,
+  formatConfig,
+  parseServeFlags,
+  resolveServeConfig,
+  type ServeConfig,
+} from "./serve-config.js";
+
+const ERROR_REPEAT_EVERY = 30_000; // ms before the same error is printed again
+
+export const SERVE_HELP = `Usage: memipc serve [options]
+
+Runs everything on one machine until SIGINT or SIGTERM: the embedded memcached-compatible server (or, with
+--memcached, existing servers), a drainer per log stream writing to DATA/logs, the stats collector
+(DATA/stats.db) with a daily report in DATA/reports, and the HTTP server for job progress. A second signal
+exits at once.
+
+Configuration: defaults, then the file ${CONFIG_FILE} (or --config FILE / MEMIPC_CONFIG; JSON, keys as
+below in camelCase), then environment variables, then flags. "memipc config print" shows the result.
+
+${optionTable([["--config FILE", "the JSON configuration file", `MEMIPC_CONFIG, else ./${CONFIG_FILE} if present`], ...configHelpRows()])}`;
+
+export const CONFIG_HELP = `Usage: memipc config print [options]
+
+Prints the configuration "memipc serve" would run with, given the same file, environment and flags, and
+where each value came from (default, file, env or flag). The token is never shown.
+
+${optionTable([["--config FILE", "the JSON configuration file", `MEMIPC_CONFIG, else ./${CONFIG_FILE} if present`], ...configHelpRows()])}`;
+
+export async function runConfig(args: string[]): Promise<void> {
+  const { values, positionals } = parseServeFlags("config", args);
+  if (positionals.length !== 1 || positionals[0] !== "print") {
+    throw new ConfigError('give "print": see "memipc config --help"');
+  }
+  const { config, sources } = resolveServeConfig(values, process.env);
+  process.stdout.write(formatConfig(config, sources));
+}
+
+export async function runServe(args: string[]): Promise<void> {
+  const { values, positionals } = parseServeFlags("serve", args);
+  if (positionals.length > 0)
+    throw new ConfigError(`unexpected argument "${positionals[0]}": see "memipc serve --help"`);
+  const { config } = resolveServeConfig(values, process.env);
+  const stop = stopSignal();
+  try {
+    await serve(config, stop.signal);
+  } finally {
+    stop.dispose();
+  }
+}
+
+/** Runs the daemon until `signal` aborts, then stops each part in order (drainers finish their batch first). */
+export async function serve(
+  config: ServeConfig,
+  signal: AbortSignal,
+  log = (line: string) => process.stderr.write(`${line}\n`),
+): Promise<void> {
+  const say = (line: string) => log(`memipc serve: ${line}`);
+  const errors = new Map<string, number>();
+  const onError = (part: string) => (error: Error) => {
+    const key = `${part}: ${error.message}`;
+    const now = Date.now();
+    if (now - (errors.get(key) ?? 0) < ERROR_REPEAT_EVERY) return;
+    errors.set(key, now);
+    say(`${key} (retrying)`);
+  };
+  let server: MemcachedServer | undefined;
+  if (config.memcached === undefined) {
+    server = await startServer({
+      host: config.listen,
+      port: config.port,
+      memoryLimit: parseSize(config.memory, "memory"),
+    });
+    say(`embedded server on ${config.listen}:${server.port} (memory ${config.memory})`);
+  } else {
+    say(`using memcached ${config.memcached}`);
+  }
+  const servers =
+    config.memcached ?? `${config.listen === "0.0.0.0" ? "127.0.0.1" : config.listen}:${server!.port}`;
+  const client = new Client({ servers });
+  const running: Array<Promise<void>> = [];
+  let db: StatsDb | undefined;
+  let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
+  try {
+    const logs = join(config.dataDir, "logs");
+    if (config.drain) {
+      await mkdir(logs, { recursive: true });
+      for (const stream of config.streams) {
+        const drainer = new Drainer(client, {
+          namespace: config.namespace,
+          stream,
+          openSink: () => openFileSink(logs, { stream }),
+          onError: onError(`drainer ${stream}`),
+        });
+        running.push(drainer.run(signal));
+      }
+      say(`draining ${config.streams.join(", ")} into ${logs}`);
+    }
+    if (config.collect) {
+      db = StatsDb.open(join(config.dataDir, "stats.db"));
+      const stats = db;
+      const reports = join(config.dataDir, "reports");
+      const collector = new Collector(client, stats, {
+        namespace: config.namespace,
+        legacy: config.legacy,
+        onError: onError("collector"),
+        afterPass: async () => {
+          const day = dueReportDay(stats, Date.now(), config.reportAt, config.timeZone);
+          if (day === undefined) return;
+          const files = await writeReportFiles(stats, day, reports, { timeZone: config.timeZone });
+          say(`wrote the report of ${day}: ${files.join(", ")}`);
+        },
+      });
+      running.push(collector.run(signal));
+      say(
+        `collecting stats into ${stats.file}; daily reports at ${config.reportAt} (${config.timeZone}) into ${reports}`,
+      );
+    }
+    http = await startHttpServer({
+      client,
+      namespace: config.namespace,
+      host: config.httpListen,
+      port: config.httpPort,
+      ...(config.token === undefined ? {} : { token: config.token }),
+    });
+    say(`jobs API and pages on ${http.url}`);
+    say("ready; Ctrl-C (SIGINT) or SIGTERM stops it");
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    say("stopping: drainers finish their batch");
+  } finally {
+    await Promise.allSettled(running);
+    await http?.close();
+    client.close();
+    db?.close();
+    await server?.close();
+  }
+  say("stopped");
+}
