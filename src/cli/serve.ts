@@ -7,12 +7,14 @@ import { Client } from "../client/index.js";
 import { ConfigError } from "../errors.js";
 import { startHttpServer } from "../http/index.js";
 import { Drainer } from "../log/drainer.js";
+import { Progress } from "../progress/index.js";
 import { startServer, parseSize, type MemcachedServer } from "../server/index.js";
 import { openFileSink } from "../sinks/file-sink.js";
 import { dueReportDay, writeReportFiles } from "../sinks/report-files.js";
 import { StatsDb } from "../sinks/stats-db.js";
 import { Collector } from "../stats/collector.js";
 import { optionTable, stopSignal } from "./common.js";
+import { daemonHealth, daemonMetrics } from "./serve-metrics.js";
 import {
   CONFIG_FILE,
   configHelpRows,
@@ -95,6 +97,8 @@ export async function serve(
     config.memcached ?? `${config.listen === "0.0.0.0" ? "127.0.0.1" : config.listen}:${server!.port}`;
   const client = new Client({ servers });
   const running: Array<Promise<void>> = [];
+  const drainers: Drainer[] = [];
+  let collector: Collector | undefined;
   let db: StatsDb | undefined;
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   try {
@@ -108,6 +112,7 @@ export async function serve(
           openSink: () => openFileSink(logs, { stream }),
           onError: onError(`drainer ${stream}`),
         });
+        drainers.push(drainer);
         running.push(drainer.run(signal));
       }
       say(`draining ${config.streams.join(", ")} into ${logs}`);
@@ -116,7 +121,7 @@ export async function serve(
       db = StatsDb.open(join(config.dataDir, "stats.db"));
       const stats = db;
       const reports = join(config.dataDir, "reports");
-      const collector = new Collector(client, stats, {
+      collector = new Collector(client, stats, {
         namespace: config.namespace,
         legacy: config.legacy,
         onError: onError("collector"),
@@ -132,14 +137,22 @@ export async function serve(
         `collecting stats into ${stats.file}; daily reports at ${config.reportAt} (${config.timeZone}) into ${reports}`,
       );
     }
+    const parts = {
+      client,
+      drainers,
+      collector,
+      progress: new Progress(client, { namespace: config.namespace }),
+    };
     http = await startHttpServer({
       client,
+      metrics: () => daemonMetrics(parts),
+      health: () => daemonHealth(parts),
       namespace: config.namespace,
       host: config.httpListen,
       port: config.httpPort,
       ...(config.token === undefined ? {} : { token: config.token }),
     });
-    say(`jobs API and pages on ${http.url}`);
+    say(`jobs API and pages, /metrics and /healthz on ${http.url}`);
     say("ready; Ctrl-C (SIGINT) or SIGTERM stops it");
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();

@@ -42,6 +42,10 @@ export interface HttpServerOptions {
   allowOrigins: "*" | string[];
   /** Event streams open at once. */
   maxStreams: number;
+  /** Serves GET /metrics (Prometheus text format) when given: the daemon's figures. */
+  metrics: (() => Promise<string>) | undefined;
+  /** Serves GET /healthz when given (no token needed: load balancers call it): 200 when ok, else 503. */
+  health: (() => Promise<{ ok: boolean; detail: Record<string, unknown> }>) | undefined;
 }
 
 export function defaultHttpOptions(): Omit<HttpServerOptions, "client"> {
@@ -55,6 +59,8 @@ export function defaultHttpOptions(): Omit<HttpServerOptions, "client"> {
     retry: DEFAULT_SSE_RETRY,
     allowOrigins: "*",
     maxStreams: DEFAULT_MAX_STREAMS,
+    metrics: undefined,
+    health: undefined,
   };
 }
 
@@ -73,7 +79,9 @@ export interface HttpServer {
 }
 
 type Route =
-  { kind: "list" } | { kind: "job" | "events" | "cancel" | "page"; id: string } | { kind: "embed" };
+  | { kind: "list" }
+  | { kind: "job" | "events" | "cancel" | "page"; id: string }
+  | { kind: "embed" | "metrics" | "health" };
 
 const ALLOWED: Record<Route["kind"], string> = {
   list: "GET, HEAD",
@@ -82,6 +90,8 @@ const ALLOWED: Record<Route["kind"], string> = {
   cancel: "POST",
   page: "GET, HEAD",
   embed: "GET, HEAD",
+  metrics: "GET, HEAD",
+  health: "GET, HEAD",
 };
 
 /** Starts the HTTP server; resolves once it listens. */
@@ -104,7 +114,17 @@ export async function startHttpServer(
       return sendError(response, 400, "the request's target is not a valid URL path", cors);
     const method = request.method ?? "GET";
     request.resume(); // no route reads a body
-    const route = routeOf(url.pathname);
+    let route = routeOf(url.pathname);
+    if (
+      (route?.kind === "metrics" && o.metrics === undefined) ||
+      (route?.kind === "health" && o.health === undefined)
+    ) {
+      route = undefined;
+    }
+    if (route?.kind === "health" && (method === "GET" || method === "HEAD")) {
+      const health = await o.health!();
+      return sendJson(response, health.ok ? 200 : 503, { ok: health.ok, ...health.detail }, cors);
+    }
     if (method === "OPTIONS" && route !== undefined) {
       // A CORS preflight carries no credentials, so it is answered before the token check.
       response.writeHead(204, {
@@ -200,6 +220,18 @@ export async function startHttpServer(
         response.end(html);
         return;
       }
+      case "metrics": {
+        const text = await o.metrics!();
+        response.writeHead(200, {
+          "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+          "Content-Length": Buffer.byteLength(text),
+          "Cache-Control": "no-store",
+        });
+        response.end(text);
+        return;
+      }
+      case "health":
+        return; // answered before the token check
       case "embed":
         response.writeHead(200, {
           ...cors,
@@ -289,6 +321,8 @@ function definedOnly<T extends object>(options: T): Partial<T> {
 function routeOf(path: string): Route | undefined {
   const parts = path.split("/").slice(1);
   if (path === "/embed.js") return { kind: "embed" };
+  if (path === "/metrics") return { kind: "metrics" };
+  if (path === "/healthz") return { kind: "health" };
   if (parts[0] === "jobs" && parts.length === 2) return { kind: "page", id: segment(parts[1]!) };
   if (parts[0] !== "api" || parts[1] !== "jobs") return undefined;
   if (parts.length === 2) return { kind: "list" };

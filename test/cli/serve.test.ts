@@ -32,7 +32,7 @@ test(
     ]);
     await waitFor(() => serve.stderr.includes("ready"), "memipc serve to be ready");
     const port = /embedded server on 127\.0\.0\.1:(\d+)/.exec(serve.stderr)![1]!;
-    const url = /jobs API and pages on (http:\/\/\S+)/.exec(serve.stderr)![1]!;
+    const url = /jobs API and pages, \/metrics and \/healthz on (http:\/\/\S+)/.exec(serve.stderr)![1]!;
     const memcached = `127.0.0.1:${port}`;
     for (let i = 0; i < 5; i++) {
       const logged = await run(t, ["log", "--memcached", memcached, "--stream", "orders", `order ${i} paid`]);
@@ -49,6 +49,18 @@ test(
             .flatMap((f) => readFileSync(join(logs, f), "utf8").split("\n").filter(Boolean))
         : [];
     await waitFor(() => lines().length === 5, "the five entries in the orders files");
+    // The drainer's figures and the server's, in the Prometheus text format.
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const value = (series: string): number => {
+      const line = metrics.split("\n").find((l) => l.startsWith(`${series} `));
+      return line === undefined ? NaN : Number(line.slice(series.length + 1));
+    };
+    assert.equal(value('memipc_log_cursor_seq{stream="orders"}'), 5, metrics);
+    assert.equal(value('memipc_log_lag{stream="orders"}'), 0);
+    assert.equal(value('memipc_log_entries_total{stream="orders"}'), 5);
+    assert.equal(value(`memipc_memcached_up{server="${memcached}"}`), 1);
+    assert.equal(value('memipc_jobs{state="running"}'), 0);
+    assert.match(metrics, /^# TYPE memipc_memcached_evictions_total counter$/m);
     serve.child.kill("SIGTERM");
     const finished = await serve.finished();
     assert.equal(finished.code, 0, finished.stderr);
