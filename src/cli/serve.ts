@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { Client } from "../client/index.js";
 import { ConfigError } from "../errors.js";
 import { startHttpServer } from "../http/index.js";
+import { dashboardRoutes } from "../http/dashboard/index.js";
 import { Drainer } from "../log/drainer.js";
 import { Progress } from "../progress/index.js";
 import { startServer, parseSize, type MemcachedServer } from "../server/index.js";
@@ -145,6 +146,14 @@ export async function serve(
     };
     http = await startHttpServer({
       client,
+      routes: dashboardRoutes({
+        ...parts,
+        namespace: config.namespace,
+        streams: config.drain ? config.streams : [],
+        db,
+        logsDir: logs,
+        reportsDir: join(config.dataDir, "reports"),
+      }),
       metrics: () => daemonMetrics(parts),
       health: () => daemonHealth(parts),
       namespace: config.namespace,
@@ -152,7 +161,7 @@ export async function serve(
       port: config.httpPort,
       ...(config.token === undefined ? {} : { token: config.token }),
     });
-    say(`jobs API and pages, /metrics and /healthz on ${http.url}`);
+    say(`dashboard on ${http.url} (jobs API, /metrics and /healthz too)`);
     say("ready; Ctrl-C (SIGINT) or SIGTERM stops it");
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();

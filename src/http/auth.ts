@@ -1,5 +1,6 @@
 // Who may use the HTTP API: loopback binding needs nothing; any other address needs a bearer token, given in
-// the Authorization header or (for EventSource and plain links, which cannot set headers) as ?token=.
+// the Authorization header, as ?token= (for EventSource and plain links, which cannot set headers), or in the
+// cookie a page opened with ?token= sets, so the page's own scripts, assets and API calls carry it.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { IncomingMessage } from "node:http";
@@ -44,14 +45,40 @@ export class TokenCheck {
     this.#digest = digest(token);
   }
 
-  /** True when the request carries the token: `Authorization: Bearer T` or `?token=T`. */
+  /** True when the request carries the token: `Authorization: Bearer T`, `?token=T` or the cookie. */
   allows(request: IncomingMessage, url: URL): boolean {
     const header = request.headers.authorization;
     const bearer =
       header !== undefined && /^Bearer\s+/i.test(header) ? header.replace(/^Bearer\s+/i, "") : "";
-    const given = bearer !== "" ? bearer : (url.searchParams.get("token") ?? "");
+    const given = bearer !== "" ? bearer : (url.searchParams.get("token") ?? cookieToken(request) ?? "");
     return given !== "" && timingSafeEqual(digest(given), this.#digest);
   }
+
+  /**
+   * The cookie to set on an answer to a request that gave the token as ?token=: HttpOnly (scripts cannot read
+   * it) and SameSite=Strict (other sites cannot send it, so they cannot cancel jobs through a visitor).
+   */
+  cookieFor(url: URL): string | undefined {
+    const token = url.searchParams.get("token");
+    if (token === null || token === "") return undefined;
+    return `${TOKEN_COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict`;
+  }
+}
+
+export const TOKEN_COOKIE = "memipc_token";
+
+function cookieToken(request: IncomingMessage): string | undefined {
+  for (const part of (request.headers.cookie ?? "").split(";")) {
+    const [name, ...value] = part.trim().split("=");
+    if (name === TOKEN_COOKIE) {
+      try {
+        return decodeURIComponent(value.join("="));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
 }
 
 function digest(text: string): Buffer {

@@ -46,6 +46,16 @@ export interface HttpServerOptions {
   metrics: (() => Promise<string>) | undefined;
   /** Serves GET /healthz when given (no token needed: load balancers call it): 200 when ok, else 503. */
   health: (() => Promise<{ ok: boolean; detail: Record<string, unknown> }>) | undefined;
+  /** More routes (the dashboard), asked after the token check and before "not found". */
+  routes: HttpRoutes | undefined;
+}
+
+/** A set of routes served alongside the jobs API. */
+export interface HttpRoutes {
+  /** Answers the request and resolves true when its path is one of these routes; false passes it on. */
+  handle(request: IncomingMessage, response: ServerResponse, url: URL): Promise<boolean>;
+  /** Ends what the routes hold open (event streams, timers) when the server closes. */
+  close(): void;
 }
 
 export function defaultHttpOptions(): Omit<HttpServerOptions, "client"> {
@@ -61,6 +71,7 @@ export function defaultHttpOptions(): Omit<HttpServerOptions, "client"> {
     maxStreams: DEFAULT_MAX_STREAMS,
     metrics: undefined,
     health: undefined,
+    routes: undefined,
   };
 }
 
@@ -144,6 +155,11 @@ export async function startHttpServer(
         "this server needs its token: send Authorization: Bearer <token>, or add ?token=<token> to the URL",
         { ...cors, "WWW-Authenticate": 'Bearer realm="memipc"' },
       );
+    }
+    const cookie = tokenCheck?.cookieFor(url);
+    if (cookie !== undefined) response.setHeader("Set-Cookie", cookie);
+    if (route === undefined && o.routes !== undefined && (await o.routes.handle(request, response, url))) {
+      return;
     }
     if (route === undefined) {
       return sendError(
@@ -280,6 +296,7 @@ export async function startHttpServer(
     close() {
       closing ??= new Promise<void>((resolve) => {
         feeds.close();
+        o.routes?.close();
         for (const response of streams) response.end();
         server.close(() => resolve());
         server.closeAllConnections();

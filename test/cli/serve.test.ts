@@ -32,7 +32,7 @@ test(
     ]);
     await waitFor(() => serve.stderr.includes("ready"), "memipc serve to be ready");
     const port = /embedded server on 127\.0\.0\.1:(\d+)/.exec(serve.stderr)![1]!;
-    const url = /jobs API and pages, \/metrics and \/healthz on (http:\/\/\S+)/.exec(serve.stderr)![1]!;
+    const url = /dashboard on (http:\/\/\S+)/.exec(serve.stderr)![1]!;
     const memcached = `127.0.0.1:${port}`;
     for (let i = 0; i < 5; i++) {
       const logged = await run(t, ["log", "--memcached", memcached, "--stream", "orders", `order ${i} paid`]);
