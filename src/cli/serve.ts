@@ -2,6 +2,7 @@
 // drainer per stream, the stats collector with its daily reports, and the HTTP server for jobs. `memipc
 // config print` shows the configuration it would run with and where each value came from.
 import { mkdir } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { Client } from "../client/index.js";
 import { ConfigError } from "../errors.js";
@@ -68,7 +69,12 @@ export async function runServe(args: string[]): Promise<void> {
   }
 }
 
-/** Runs the daemon until `signal` aborts, then stops each part in order (drainers finish their batch first). */
+/**
+ * Runs the daemon until `signal` aborts, then stops each part in order. With the embedded server, whose
+ * memory goes with the process, it first closes the server to everyone else, drains every stream to its
+ * head and stores the stats buckets still open, so nothing that was acknowledged is lost; with existing
+ * memcached servers the drainers finish their batch and the rest waits there for the next start.
+ */
 export async function serve(
   config: ServeConfig,
   signal: AbortSignal,
@@ -94,10 +100,14 @@ export async function serve(
   } else {
     say(`using memcached ${config.memcached}`);
   }
-  const servers =
-    config.memcached ?? `${config.listen === "0.0.0.0" ? "127.0.0.1" : config.listen}:${server!.port}`;
+  // The daemon's own parts reach the embedded server on a listener of their own, which stays open while
+  // the public one closes at shutdown.
+  const servers = config.memcached ?? `127.0.0.1:${await server!.listenInternal()}`;
   const client = new Client({ servers });
+  const draining = new AbortController();
+  const collecting = new AbortController();
   const running: Array<Promise<void>> = [];
+  let collectorRun: Promise<void> | undefined;
   const drainers: Drainer[] = [];
   let collector: Collector | undefined;
   let db: StatsDb | undefined;
@@ -114,7 +124,7 @@ export async function serve(
           onError: onError(`drainer ${stream}`),
         });
         drainers.push(drainer);
-        running.push(drainer.run(signal));
+        running.push(drainer.run(draining.signal));
       }
       say(`draining ${config.streams.join(", ")} into ${logs}`);
     }
@@ -133,7 +143,7 @@ export async function serve(
           say(`wrote the report of ${day}: ${files.join(", ")}`);
         },
       });
-      running.push(collector.run(signal));
+      collectorRun = collector.run(collecting.signal);
       say(
         `collecting stats into ${stats.file}; daily reports at ${config.reportAt} (${config.timeZone}) into ${reports}`,
       );
@@ -167,13 +177,48 @@ export async function serve(
       if (signal.aborted) resolve();
       signal.addEventListener("abort", () => resolve(), { once: true });
     });
-    say("stopping: drainers finish their batch");
+    if (server !== undefined) {
+      await server.closePublic();
+      say(
+        "stopping: the embedded server accepts nothing more; draining what it holds (a second signal exits at once)",
+      );
+      await drainToHead(drainers, say);
+      collecting.abort();
+      await collectorRun;
+      if (collector !== undefined) {
+        const last = await collector.collectOnce({ openBuckets: true });
+        say(`stored the stats buckets still open (${last.values} values)`);
+      }
+    } else {
+      say("stopping: drainers finish their batch");
+    }
   } finally {
-    await Promise.allSettled(running);
+    draining.abort();
+    collecting.abort();
+    await Promise.allSettled([...running, collectorRun]);
     await http?.close();
     client.close();
     db?.close();
     await server?.close();
   }
   say("stopped");
+}
+
+const DRAIN_POLL = 50; // ms between checks that the drainers reached the head
+const DRAIN_REPORT_EVERY = 5000; // ms between progress lines while draining at shutdown
+
+/** Waits until every drainer has written everything up to its stream's head (holes become gaps meanwhile). */
+async function drainToHead(drainers: readonly Drainer[], say: (line: string) => void): Promise<void> {
+  const pending = new Set(drainers);
+  let reportAt = Date.now() + DRAIN_REPORT_EVERY;
+  while (pending.size > 0) {
+    for (const drainer of pending) if (drainer.caughtUp()) pending.delete(drainer);
+    if (pending.size === 0) break;
+    if (Date.now() >= reportAt) {
+      reportAt = Date.now() + DRAIN_REPORT_EVERY;
+      const left = [...pending].map((d) => `${d.metrics.stream} (lag ${d.metrics.lag ?? "unknown"})`);
+      say(`still draining ${left.join(", ")}`);
+    }
+    await sleep(DRAIN_POLL);
+  }
 }

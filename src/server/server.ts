@@ -13,12 +13,15 @@ export class MemcachedServer {
   readonly engine: Engine;
   readonly #server: net.Server;
   readonly #connections = new Set<Connection>();
+  /** A loopback listener for the hosting process's own clients, which closePublic() leaves open. */
+  #internal: net.Server | undefined;
+  readonly #internalConnections = new Set<Connection>();
   #reaper: NodeJS.Timeout | undefined;
 
   constructor(options: ServerOptions) {
     this.options = options;
     this.engine = new Engine(options, () => Math.floor(Date.now() / 1000));
-    this.#server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    this.#server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket, this.#connections));
   }
 
   get host(): string {
@@ -32,7 +35,7 @@ export class MemcachedServer {
   }
 
   get connectionCount(): number {
-    return this.#connections.size;
+    return this.#connections.size + this.#internalConnections.size;
   }
 
   async listen(): Promise<void> {
@@ -42,10 +45,37 @@ export class MemcachedServer {
     this.#reaper.unref();
   }
 
-  #accept(socket: net.Socket): void {
+  /**
+   * Opens a second listener on 127.0.0.1 (a free port, returned) for the hosting process's own clients, so
+   * that after closePublic() they can still read what others stored, e.g. to drain it before the process ends.
+   */
+  async listenInternal(): Promise<number> {
+    if (this.#internal === undefined) {
+      const internal = net.createServer({ noDelay: true }, (socket) =>
+        this.#accept(socket, this.#internalConnections),
+      );
+      internal.listen({ host: "127.0.0.1", port: 0 });
+      await once(internal, "listening");
+      this.#internal = internal;
+    }
+    return (this.#internal.address() as net.AddressInfo).port;
+  }
+
+  /**
+   * Stops the public listener and closes the connections accepted on it: no one else can store anything from
+   * now on (a reply already sent stays true). Connections to the internal listener stay open.
+   */
+  async closePublic(): Promise<void> {
+    if (!this.#server.listening) return;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const connection of this.#connections) connection.socket.destroy();
+    await closed;
+  }
+
+  #accept(socket: net.Socket, connections: Set<Connection>): void {
     const stats = this.engine.stats;
     socket.on("error", () => socket.destroy());
-    if (this.#connections.size >= this.options.maxConnections) {
+    if (this.#connections.size + this.#internalConnections.size >= this.options.maxConnections) {
       // As memcached does when it runs out of connection slots.
       stats.rejectedConnections++;
       socket.end("ERROR Too many open connections\r\n");
@@ -54,12 +84,12 @@ export class MemcachedServer {
     stats.totalConnections++;
     stats.currConnections++;
     const connection = new Connection(socket, this.engine);
-    this.#connections.add(connection);
+    connections.add(connection);
     if (this.options.idleTimeout > 0) {
       socket.setTimeout(this.options.idleTimeout * 1000, () => socket.destroy());
     }
     socket.on("close", () => {
-      this.#connections.delete(connection);
+      connections.delete(connection);
       stats.currConnections--;
     });
   }
@@ -67,8 +97,12 @@ export class MemcachedServer {
   /** Stops listening and closes every connection. */
   async close(): Promise<void> {
     if (this.#reaper) clearInterval(this.#reaper);
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    for (const connection of this.#connections) connection.socket.destroy();
+    const internal = this.#internal;
+    const closed = Promise.all([
+      this.closePublic(),
+      internal === undefined ? undefined : new Promise<void>((resolve) => internal.close(() => resolve())),
+    ]);
+    for (const connection of this.#internalConnections) connection.socket.destroy();
     await closed;
   }
 }

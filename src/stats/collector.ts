@@ -147,9 +147,11 @@ export class Collector {
 
   /**
    * One pass: settles legacy collections a crash left pending, stores every closed bucket not collected yet,
-   * reads again the buckets whose recheck is due, and takes out the legacy counters.
+   * reads again the buckets whose recheck is due, and takes out the legacy counters. With `openBuckets` it
+   * stores the buckets still open too, as they stand: for a last pass before the memcached that holds them
+   * goes away (the embedded server of a daemon that stops); later reads only ever raise what was stored.
    */
-  async collectOnce(): Promise<CollectResult> {
+  async collectOnce(options: { openBuckets?: boolean } = {}): Promise<CollectResult> {
     const began = this.options.clock();
     const result: CollectResult = {
       buckets: 0,
@@ -161,7 +163,7 @@ export class Collector {
       took: 0,
     };
     await this.#settleLegacy();
-    await this.#collectNew(result);
+    await this.#collectNew(result, options.openBuckets === true);
     await this.#recheck(result);
     await this.#collectLegacy(result);
     result.newest = this.#db.lastBucket(this.options.bucketSeconds)?.start;
@@ -230,11 +232,11 @@ export class Collector {
     return bucketStart(this.options, now - (size + grace) * 1000);
   }
 
-  async #collectNew(result: CollectResult): Promise<void> {
+  async #collectNew(result: CollectResult, openBuckets: boolean): Promise<void> {
     const o = this.options;
     const size = o.bucketSeconds;
     const now = o.clock();
-    const newest = this.newestClosed(now);
+    const newest = openBuckets ? bucketStart(o, now) : this.newestClosed(now);
     const oldest = bucketStart(o, now - o.lookback * 1000);
     const last = this.#db.lastBucket(size);
     let from = last === undefined ? oldest : Math.max(last.start + size, oldest);

@@ -90,11 +90,15 @@ export function run(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {})
   return new Cli(t, args, { env }).finished();
 }
 
-/** Polls `check` every 25 ms until it returns true; fails with `what` after WAIT_TIMEOUT_MS. */
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_TIMEOUT_MS;
+/** Polls `check` every 25 ms until it returns true; fails with `what` after `timeout` ms. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeout = WAIT_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeout;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT_TIMEOUT_MS} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }

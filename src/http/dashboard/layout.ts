@@ -55,7 +55,7 @@ export interface PageOptions {
   path: PagePath;
   /** Markup of the page's main part; every value in it must already be escaped. */
   body: string;
-  /** Script files under /assets/ that the page loads, in order (e.g. "log.js"). */
+  /** Script files under /assets/ that the page loads, in order (e.g. "log.js"), or paths from "/" (e.g. "/embed.js"). */
   scripts: readonly string[];
   /** Stylesheets under /assets/ (e.g. "uPlot.min.css"). */
   styles?: readonly string[];
@@ -69,7 +69,9 @@ export function dashboardPage(options: PageOptions): string {
       `<a href="${p.path}"${p.path === options.path ? ' aria-current="page"' : ""}>${escapeHtml(p.title)}</a>`,
   ).join("");
   const styles = (options.styles ?? []).map((s) => `<link rel="stylesheet" href="/assets/${escapeHtml(s)}">`);
-  const scripts = options.scripts.map((s) => `<script src="/assets/${escapeHtml(s)}" defer></script>`);
+  const scripts = options.scripts.map(
+    (s) => `<script src="${s.startsWith("/") ? "" : "/assets/"}${escapeHtml(s)}" defer></script>`,
+  );
   return `<!doctype html>
 <html lang="en">
 <head>
