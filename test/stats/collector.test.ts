@@ -142,6 +142,28 @@ for (const target of SETUPS) {
       db.close();
     });
 
+    it("collector: a last pass with openBuckets stores the bucket still open; later passes only raise it", async (t) => {
+      if (!backend) return void requireMemcached(t);
+      let now = T0 + 10_000;
+      const { db, writer, collector } = setup(() => now);
+      await writer.incr("signups", 2);
+      assert.equal((await collector.collectOnce()).buckets, 0, "an open bucket waits for its grace");
+      const last = await collector.collectOnce({ openBuckets: true });
+      assert.equal(last.buckets, 1);
+      assert.deepEqual(
+        db.counters(START, START + 60).map((r) => [r.name, r.value]),
+        [["signups", 2]],
+      );
+      await writer.incr("signups", 3);
+      now = T0 + 60_000 + 30_000 + 60_000; // the bucket's first re-read is due
+      await collector.collectOnce();
+      assert.deepEqual(
+        db.counters(START, START + 60).map((r) => [r.name, r.value]),
+        [["signups", 5]],
+      );
+      db.close();
+    });
+
     it("collector: collecting again never double-counts, and a late increment is picked up at the re-read", async (t) => {
       if (!backend) return void requireMemcached(t);
       let now = T0 + 1_000;
