@@ -58,3 +58,21 @@ export {
   type JobUpdate,
 } from "./progress/index.js";
 export { startHttpServer, type HttpServer, type HttpServerOptions } from "./http/index.js";
+export {
+  RequestLog,
+  withRequestLog,
+  expressRequestLog,
+  fastifyRequestLog,
+  type RequestLogOptions,
+  type RequestEntry,
+  type AppendedPosition,
+  type CountOptions,
+  type FinishedRequest,
+  type RequestHandler,
+  type LoggedHandler,
+  type ExpressRequestLog,
+  type FastifyRequestLogOptions,
+  type FastifyInstanceLike,
+  type FastifyRequestLike,
+  type FastifyReplyLike,
+} from "./middleware/index.js";

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, MemipcError } from "../errors.js";
 import { COLLECT_HELP, runCollect } from "./collect.js";
 import { INCR_HELP, runIncr, runTiming, TIMING_HELP } from "./count.js";
+import { DEMO_HELP, runDemo } from "./demo.js";
 import { DRAIN_HELP, runDrain } from "./drain.js";
 import { HTTP_HELP, runHttp } from "./http.js";
 import { LOG_HELP, runLog } from "./log.js";
@@ -61,6 +62,11 @@ const COMMANDS: Record<string, Command> = {
     summary: "names counted in the latest buckets, with their values",
     help: STATS_LIST_HELP,
     run: runStatsList,
+  },
+  demo: {
+    summary: "a simulated web farm against memipc serve: logged requests, a report job",
+    help: DEMO_HELP,
+    run: runDemo,
   },
 };
 
