@@ -5,12 +5,14 @@ import type { Client } from "../client/index.js";
 import type { Drainer } from "../log/drainer.js";
 import type { Progress } from "../progress/index.js";
 import type { Collector } from "../stats/collector.js";
+import { readServerStats, type ServerNames } from "../http/dashboard/server-stats.js";
 
 export interface DaemonParts {
   client: Client;
   drainers: readonly Drainer[];
   collector: Collector | undefined;
   progress: Progress;
+  serverNames?: ServerNames;
 }
 
 /** memcached `stats` fields exported, with their metric names and help. */
@@ -125,8 +127,8 @@ export async function daemonMetrics(parts: DaemonParts): Promise<string> {
       m.newest,
     );
   }
-  for (const [server, stats] of await parts.client.stats()) {
-    out.add("memipc_memcached_up", "gauge", "1 when the server answered stats", 1, { server });
+  for (const { server, up, stats } of await readServerStats(parts.client, parts.serverNames)) {
+    out.add("memipc_memcached_up", "gauge", "1 when the server answered stats", up ? 1 : 0, { server });
     for (const [stat, metric, type, help] of SERVER_STATS) {
       const value = stats.get(stat);
       out.add(metric, type, help, value === undefined ? undefined : Number(value), { server });
@@ -144,10 +146,16 @@ export async function daemonMetrics(parts: DaemonParts): Promise<string> {
 export async function daemonHealth(
   parts: DaemonParts,
 ): Promise<{ ok: boolean; detail: Record<string, unknown> }> {
-  try {
-    const stats = await parts.client.stats();
-    return { ok: true, detail: { servers: [...stats.keys()] } };
-  } catch (error) {
-    return { ok: false, detail: { error: (error as Error).message } };
-  }
+  const readings = await readServerStats(parts.client, parts.serverNames);
+  const servers = readings.filter((r) => r.up).map((r) => r.server);
+  const down = readings.filter((r) => !r.up);
+  if (down.length === 0) return { ok: true, detail: { servers } };
+  return {
+    ok: false,
+    detail: {
+      servers,
+      down: down.map((r) => ({ server: r.server, error: r.error })),
+      error: down.map((r) => `${r.server}: ${r.error}`).join("; "),
+    },
+  };
 }

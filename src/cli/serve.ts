@@ -150,6 +150,12 @@ export async function serve(
     }
     const parts = {
       client,
+      serverNames:
+        server === undefined
+          ? {}
+          : {
+              [servers]: `${config.listen.includes(":") ? `[${config.listen}]` : config.listen}:${server.port}`,
+            },
       drainers,
       collector,
       progress: new Progress(client, { namespace: config.namespace }),

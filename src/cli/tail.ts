@@ -1,7 +1,6 @@
 // `memipc tail`: shows a log stream's latest entries, from memcached (what is not drained yet) or from the
 // files a drainer wrote, and with -f follows new ones.
-import { open, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { stat } from "node:fs/promises";
 import type { Client } from "../client/index.js";
 import { ConfigError, LogError } from "../errors.js";
 import { publishedMetrics } from "../log/drainer.js";
@@ -15,7 +14,14 @@ import {
   splitHead,
   type StreamAddress,
 } from "../log/layout.js";
-import { bySinkFileAge, listSinkFiles, type SinkFileName } from "../sinks/index.js";
+import {
+  LogFollower,
+  endPosition,
+  extensionOf,
+  parseLogRecord,
+  readPageBefore,
+  type LogFileFormat,
+} from "../sinks/log-files.js";
 import {
   connect,
   formatFrom,
@@ -33,7 +39,6 @@ export const MAX_LINES = 1_000_000; // largest -n
 export const FOLLOW_EVERY = 200; // ms between polls with -f
 export const SKIP_MISSING_AFTER = 3000; // ms tail -f waits for a missing number before moving past it
 const WINDOW = 1000; // numbers fetched from memcached per request
-const CHUNK = 64 * 1024; // bytes read at a time from a file
 
 export const TAIL_HELP = `Usage: memipc tail [-f] [-n N] [options]
        memipc tail --out DIR [-f] [-n N] [options]
@@ -260,159 +265,47 @@ async function followMemcached(
 // From the drained files
 
 /** A record of a drained file as a line of output; lines that are not records are shown as they are. */
-function recordLine(line: string, format: string): string {
+function recordLine(line: string, format: LogFileFormat): string {
   if (format === "raw") return `${line}\n`;
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return `${line}\n`;
-  }
-  if (typeof value !== "object" || value === null) return `${line}\n`;
-  const record = value as {
-    seq?: unknown;
-    ms?: unknown;
-    node?: unknown;
-    data?: unknown;
-    late?: unknown;
-    gap?: { from?: unknown; to?: unknown; reason?: unknown };
-  };
-  const ms = typeof record.ms === "number" ? record.ms : undefined;
-  if (typeof record.gap === "object" && record.gap !== null) {
-    const { from, to, reason } = record.gap;
-    return formatEntryLine(`${String(from)}-${String(to)}`, ms, undefined, `gap: ${String(reason)}`);
-  }
-  if (typeof record.seq !== "number") return `${line}\n`;
-  const seq = record.late === true ? `${record.seq}(late)` : record.seq;
-  return formatEntryLine(seq, ms, typeof record.node === "string" ? record.node : undefined, record.data);
-}
-
-/**
- * The last `wanted` complete lines of `path` before byte `end` (which follows a line break), oldest first.
- * Reads backwards a chunk at a time, so a big file costs only its tail.
- */
-async function lastLines(path: string, end: number, wanted: number): Promise<string[]> {
-  const newestFirst: string[] = [];
-  const handle = await open(path, "r");
-  try {
-    let position = end;
-    let carry = Buffer.alloc(0); // the start of a line that began before the chunk read last
-    while (position > 0 && newestFirst.length < wanted) {
-      const from = Math.max(0, position - CHUNK);
-      const chunk = Buffer.alloc(position - from);
-      await readFully(handle, chunk, from);
-      position = from;
-      const data = Buffer.concat([chunk, carry]);
-      let rest = data;
-      if (from > 0) {
-        // The first line may start before this chunk: keep it for the next round.
-        const firstBreak = data.indexOf(0x0a);
-        carry = data.subarray(0, firstBreak + 1);
-        rest = data.subarray(firstBreak + 1);
-      }
-      const lines = rest.toString("utf8").split("\n");
-      lines.pop(); // after the final line break
-      for (let i = lines.length - 1; i >= 0 && newestFirst.length < wanted; i--) newestFirst.push(lines[i]!);
+  const record = parseLogRecord(line, format);
+  switch (record.kind) {
+    case "line":
+      return `${line}\n`;
+    case "gap":
+      return formatEntryLine(
+        `${record.from}-${record.to}`,
+        record.time ?? undefined,
+        undefined,
+        `gap: ${record.reason}`,
+      );
+    case "entry": {
+      const seq = record.late ? `${record.seq}(late)` : record.seq;
+      return formatEntryLine(seq, record.time ?? undefined, record.node ?? undefined, record.data);
     }
-  } finally {
-    await handle.close();
-  }
-  return newestFirst.reverse();
-}
-
-async function readFully(handle: Awaited<ReturnType<typeof open>>, buffer: Buffer, position: number) {
-  let read = 0;
-  while (read < buffer.length) {
-    const { bytesRead } = await handle.read(buffer, read, buffer.length - read, position + read);
-    if (bytesRead === 0) break;
-    read += bytesRead;
-  }
-  return read;
-}
-
-/** Where `path`'s last complete line ends (a torn line being written is left for later). */
-async function completeEnd(path: string, size: number): Promise<number> {
-  if (size === 0) return 0;
-  const handle = await open(path, "r");
-  try {
-    for (let end = size; end > 0; end -= CHUNK) {
-      const from = Math.max(0, end - CHUNK);
-      const chunk = Buffer.alloc(end - from);
-      const read = await readFully(handle, chunk, from);
-      const lastBreak = chunk.subarray(0, read).lastIndexOf(0x0a);
-      if (lastBreak >= 0) return from + lastBreak + 1;
-    }
-    return 0;
-  } finally {
-    await handle.close();
   }
 }
 
 async function tailFiles(
   dir: string,
   stream: string,
-  format: string,
+  format: LogFileFormat,
   wanted: number,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const ext = format === "raw" ? "log" : "jsonl";
-  const files = await listSinkFiles(dir, stream, ext);
-  if (files.length === 0 && signal === undefined) {
+  const ext = extensionOf(format);
+  // The last lines, from the newest file back as far as needed. Following starts where the newest ends.
+  const end = await endPosition(dir, stream, ext);
+  if (end === undefined && signal === undefined) {
     process.stderr.write(`memipc tail: no ${stream}-YYYY-MM-DD.${ext} files in ${dir}\n`);
     return;
   }
-  // The last lines, from the newest file back as far as needed. Following starts where the newest ends.
-  let current: { file: SinkFileName; position: number } | undefined;
-  let shown: string[] = [];
-  for (let i = files.length - 1; i >= 0; i--) {
-    const path = join(dir, files[i]!.name);
-    const end = await completeEnd(path, (await stat(path)).size);
-    current ??= { file: files[i]!, position: end };
-    if (shown.length >= wanted) break;
-    shown = [...(await lastLines(path, end, wanted - shown.length)), ...shown];
+  if (end !== undefined && wanted > 0) {
+    const page = await readPageBefore(dir, stream, ext, end, wanted, Infinity);
+    for (const line of page.lines.reverse()) await writeOut(recordLine(line.text, format));
   }
-  for (const line of shown) await writeOut(recordLine(line, format));
   if (signal === undefined) return;
-
-  while (!signal.aborted) {
-    // List before reading: once a newer file exists the sink writes no more to the older ones, so what the
-    // read below finds is all the current file will ever hold.
-    const listed = await listSinkFiles(dir, stream, ext);
-    if (current === undefined) {
-      if (listed.length === 0) {
-        await sleep(FOLLOW_EVERY, signal);
-        continue;
-      }
-      current = { file: listed[0]!, position: 0 };
-    }
-    const path = join(dir, current.file.name);
-    const size = (await stat(path).catch(() => undefined))?.size ?? 0;
-    if (size < current.position) current.position = size; // cut back by the sink's recovery
-    while (size > current.position && !signal.aborted) {
-      const chunk = await readAt(path, current.position, Math.min(16 * CHUNK, size - current.position));
-      const lastBreak = chunk.lastIndexOf(0x0a);
-      if (lastBreak < 0) break; // a line being written: wait for its end
-      current.position += lastBreak + 1;
-      for (const line of chunk.subarray(0, lastBreak).toString("utf8").split("\n")) {
-        await writeOut(recordLine(line, format));
-      }
-    }
-    const from = current.file;
-    const newer = listed.find((file) => bySinkFileAge(file, from) > 0);
-    if (newer !== undefined) {
-      current = { file: newer, position: 0 };
-      continue;
-    }
-    await sleep(FOLLOW_EVERY, signal);
-  }
-}
-
-async function readAt(path: string, position: number, length: number): Promise<Buffer> {
-  const handle = await open(path, "r");
-  try {
-    const buffer = Buffer.alloc(length);
-    return buffer.subarray(0, await readFully(handle, buffer, position));
-  } finally {
-    await handle.close();
-  }
+  const follower = new LogFollower(dir, stream, ext, end);
+  await follower.run(signal, FOLLOW_EVERY, async (lines) => {
+    for (const line of lines) await writeOut(recordLine(line.text, format));
+  });
 }

@@ -5,10 +5,13 @@ import type { Drainer } from "../../log/drainer.js";
 import type { Progress } from "../../progress/index.js";
 import type { StatsDb } from "../../sinks/stats-db.js";
 import type { Collector } from "../../stats/collector.js";
+import type { ServerNames } from "./server-stats.js";
 
 export interface DashboardSource {
   /** The daemon's client: the embedded server, a memcached or a pool. */
   client: Client;
+  /** How to show servers whose client address is not the one others use (the embedded server's). */
+  serverNames?: ServerNames;
   namespace: string;
   /** The log streams this daemon drains (their drainers, in the same order). */
   streams: readonly string[];

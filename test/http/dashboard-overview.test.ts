@@ -1,0 +1,306 @@
+// The dashboard's overview against real parts started here: an embedded server, drainers writing files, a
+// collector with its SQLite file, jobs. GET /api/overview gives the drainers' real head, cursor and lag, the
+// collector's pass, jobs by state and each server's figures; a server that evicted items carries a warning;
+// a server that does not answer shows as down while the rest still shows; the page loads its script only.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Client } from "../../src/client/index.js";
+import { dashboardRoutes, type DashboardSource } from "../../src/http/dashboard/index.js";
+import type { Overview } from "../../src/http/dashboard/overview-data.js";
+import { startHttpServer, type HttpServer } from "../../src/http/index.js";
+import { Drainer } from "../../src/log/drainer.js";
+import { headKey, streamAddress } from "../../src/log/layout.js";
+import { LogProducer } from "../../src/log/producer.js";
+import { Progress } from "../../src/progress/index.js";
+import { startServer, type MemcachedServer } from "../../src/server/index.js";
+import { openFileSink } from "../../src/sinks/index.js";
+import { StatsDb } from "../../src/sinks/stats-db.js";
+import { Collector } from "../../src/stats/collector.js";
+import { StatsWriter } from "../../src/stats/index.js";
+import { fetchJson, fetchText } from "./http-client.js";
+
+const TEST_TIMEOUT_MS = 60_000;
+
+function name(prefix: string): string {
+  return prefix + randomBytes(4).toString("hex");
+}
+
+/** Resolves when `condition` holds, checked every 20 ms; fails after timeoutMs. */
+async function until(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** A port nothing listens on: bound, then closed. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A source with nothing running in it but the client: for the server-only checks. */
+function bareSource(client: Client, namespace: string, dir: string): DashboardSource {
+  return {
+    client,
+    namespace,
+    streams: [],
+    drainers: [],
+    collector: undefined,
+    progress: new Progress(client, { namespace }),
+    db: undefined,
+    logsDir: join(dir, "logs"),
+    reportsDir: join(dir, "reports"),
+  };
+}
+
+describe("dashboard overview", { timeout: TEST_TIMEOUT_MS }, () => {
+  let memcached: MemcachedServer;
+  let client: Client;
+  let dir: string;
+  let db: StatsDb;
+  let http: HttpServer;
+  const namespace = name("o");
+  const busy = name("busy"); // drained, with a hole the drainer waits for
+  const quiet = name("quiet"); // drained to the end
+  const stop = new AbortController();
+  const running: Array<Promise<void>> = [];
+  const drainers: Drainer[] = [];
+  const closers: Array<() => Promise<void> | void> = [];
+
+  before(async () => {
+    memcached = await startServer({ port: 0 });
+    client = new Client({ servers: `127.0.0.1:${memcached.port}` });
+    dir = await mkdtemp(join(tmpdir(), "memipc-overview-"));
+    db = StatsDb.open(join(dir, "stats.db"));
+    for (const [stream, holeTimeout] of [
+      [busy, 60_000],
+      [quiet, 5000],
+    ] as const) {
+      const drainer = new Drainer(client, {
+        namespace,
+        stream,
+        pollEvery: 10,
+        holeTimeout,
+        openSink: () => openFileSink(join(dir, "logs"), { stream }),
+      });
+      drainers.push(drainer);
+      running.push(drainer.run(stop.signal));
+    }
+    const collector = new Collector(client, db, { namespace });
+    const progress = new Progress(client, { namespace, throttle: 0 });
+    http = await startHttpServer({
+      client,
+      namespace,
+      port: 0,
+      routes: dashboardRoutes({
+        client,
+        namespace,
+        streams: [busy, quiet],
+        drainers,
+        collector,
+        progress,
+        db,
+        logsDir: join(dir, "logs"),
+        reportsDir: join(dir, "reports"),
+      }),
+    });
+    // Figures to show: entries on both streams (a hole at 4 of `busy`), a stats pass, jobs in two states.
+    const busyLog = new LogProducer(client, { namespace, stream: busy, node: "web-1" });
+    for (let i = 1; i <= 3; i++) await busyLog.append(`entry ${i}`);
+    await client.incr(headKey(streamAddress({ namespace, stream: busy })), 1); // 4: taken, never written
+    for (let i = 5; i <= 6; i++) await busyLog.append(`entry ${i}`);
+    const quietLog = new LogProducer(client, { namespace, stream: quiet, node: "web-2" });
+    for (let i = 1; i <= 5; i++) await quietLog.append({ i });
+    await new StatsWriter(client, { namespace }).incr("accounts.created");
+    await collector.collectOnce({ openBuckets: true });
+    await progress.start("export", { id: name("run"), total: 10 });
+    const finished = await progress.start("import", { id: name("done") });
+    await finished.done({ rows: 1 });
+  });
+
+  after(async () => {
+    stop.abort();
+    await Promise.all(running);
+    for (const close of closers) await close();
+    await http?.close();
+    client?.close();
+    db?.close();
+    await memcached?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("overview: the drainers' head, cursor and lag, the collector's pass, jobs by state and the server's figures", async () => {
+    await until(
+      () => drainers[0]!.metrics.cursor?.seq === 3 && drainers[0]!.metrics.head?.seq === 6,
+      10_000,
+      "the busy stream drained up to its hole",
+    );
+    await until(() => drainers[1]!.metrics.cursor?.seq === 5, 10_000, "the quiet stream drained");
+    await sleep(1100); // past the overview's reuse time, so the figures read now are the ones asserted
+    const { status, headers, json } = await fetchJson<Overview>(`${http.url}/api/overview`);
+    assert.equal(status, 200);
+    assert.match(String(headers["content-type"]), /^application\/json/);
+    assert.equal(json.namespace, namespace);
+
+    assert.equal(json.servers.length, 1);
+    const server = json.servers[0]!;
+    assert.equal(server.server, `127.0.0.1:${memcached.port}`);
+    assert.equal(server.up, true);
+    assert.equal(server.error, null);
+    assert.equal(server.evictions, 0);
+    assert.ok(server.items! >= 3, `items stored: ${server.items}`);
+    assert.ok(server.bytes! > 0 && server.limitBytes! > server.bytes!, "memory used and its limit");
+    assert.ok(server.connections! >= 1);
+    assert.ok(server.hitRatio! > 0 && server.hitRatio! <= 1, `hit ratio ${server.hitRatio}`);
+    assert.ok(!json.warnings.some((w) => /evict/.test(w)), "no eviction warning without evictions");
+
+    const [b, q] = json.streams;
+    assert.equal(b!.stream, busy);
+    assert.equal(b!.state, "active");
+    assert.deepEqual([b!.head?.seq, b!.cursor?.seq, b!.lag], [6, 3, 3], "waiting on the hole at 4");
+    assert.equal(b!.entries, 3);
+    assert.equal(b!.gaps, 0);
+    assert.ok(b!.lastDrainAt !== null && Math.abs(Date.now() - b!.lastDrainAt) < 60_000);
+    assert.equal(b!.lastError, null);
+    assert.equal(q!.stream, quiet);
+    assert.deepEqual([q!.head?.seq, q!.cursor?.seq, q!.lag, q!.entries], [5, 5, 0, 5]);
+    assert.equal(typeof q!.entriesPerSecond, "number");
+
+    assert.ok(json.collector !== null);
+    assert.equal(json.collector.passes, 1);
+    assert.ok(json.collector.values >= 1, "the counter was stored");
+    assert.ok(json.collector.lastPassAt !== null && json.collector.newestBucketAt !== null);
+    assert.equal(json.collector.lastError, null);
+
+    assert.equal(json.jobs.error, null);
+    assert.equal(json.jobs.total, 2);
+    assert.equal(json.jobs.byState.running, 1);
+    assert.equal(json.jobs.byState.done, 1);
+    assert.deepEqual(json.jobs.recent.map((j) => j.label).sort(), ["export", "import"]);
+  });
+
+  it("overview: a standby drainer says so and shows the active drainer's figures from memcached", async () => {
+    const standby = new Drainer(client, {
+      namespace,
+      stream: quiet,
+      openSink: () => openFileSink(join(dir, "standby"), { stream: quiet }),
+    });
+    running.push(standby.run(stop.signal));
+    const source: DashboardSource = {
+      ...bareSource(client, namespace, dir),
+      streams: [quiet],
+      drainers: [standby],
+    };
+    const other = await startHttpServer({ client, namespace, port: 0, routes: dashboardRoutes(source) });
+    closers.push(() => other.close());
+    await until(() => standby.metrics.owner !== "", 5000, "the standby to start");
+    let view: Overview["streams"][number] | undefined;
+    await until(
+      async () => {
+        view = (await fetchJson<Overview>(`${other.url}/api/overview`)).json.streams[0];
+        return view?.activeElsewhere != null;
+      },
+      10_000,
+      "the active drainer's published figures",
+    );
+    assert.equal(view!.state, "standby");
+    assert.equal(view!.activeElsewhere!.owner, drainers[1]!.metrics.owner);
+    assert.equal(view!.activeElsewhere!.cursor?.seq, 5);
+  });
+
+  it("overview: evictions are counted and warned about: undrained log entries can be lost", async () => {
+    const small = await startServer({ port: 0, memoryLimit: 64 * 1024, maxItemSize: 1024 });
+    closers.push(() => small.close());
+    const smallClient = new Client({ servers: `127.0.0.1:${small.port}` });
+    closers.push(() => smallClient.close());
+    const value = "x".repeat(900);
+    for (let i = 0; i < 300; i++) await smallClient.set(`fill-${i}`, value);
+    const other = await startHttpServer({
+      client: smallClient,
+      namespace,
+      port: 0,
+      routes: dashboardRoutes(bareSource(smallClient, namespace, dir)),
+    });
+    closers.push(() => other.close());
+    const { status, json } = await fetchJson<Overview>(`${other.url}/api/overview`);
+    assert.equal(status, 200);
+    const server = json.servers[0]!;
+    assert.ok(server.evictions! > 0, `evictions: ${server.evictions}`);
+    const warning = json.warnings.find((w) => w.includes(server.server) && /evicted/.test(w));
+    assert.ok(warning, `a warning about the evictions: ${JSON.stringify(json.warnings)}`);
+    assert.match(warning, /log entries not drained yet can be lost/);
+  });
+
+  it("overview: a server that does not answer shows as down; the other server's figures still show", async () => {
+    const down = `127.0.0.1:${await closedPort()}`;
+    const pool = new Client({ servers: `127.0.0.1:${memcached.port},${down}` });
+    closers.push(() => pool.close());
+    const other = await startHttpServer({
+      client: pool,
+      namespace,
+      port: 0,
+      routes: dashboardRoutes(bareSource(pool, namespace, dir)),
+    });
+    closers.push(() => other.close());
+    const began = Date.now();
+    const { status, json } = await fetchJson<Overview>(`${other.url}/api/overview`);
+    assert.equal(status, 200);
+    assert.ok(Date.now() - began < 5000, "answered within the client's timeouts");
+    assert.deepEqual(
+      json.servers.map((s) => [s.server, s.up]),
+      [
+        [`127.0.0.1:${memcached.port}`, true],
+        [down, false],
+      ],
+    );
+    const [up, gone] = json.servers;
+    assert.ok(up!.items! >= 1 && up!.evictions === 0, "the live server's figures");
+    assert.ok(gone!.error !== null && gone!.error.length > 0, "why it is down");
+    assert.equal(gone!.items, null);
+    assert.ok(json.warnings.some((w) => w.includes(down) && /does not answer/.test(w)));
+    // The page itself still loads.
+    const page = await fetchText(`${other.url}/`);
+    assert.equal(page.status, 200);
+  });
+
+  it("overview: browsers polling at once share one read of the figures", async () => {
+    await sleep(1100);
+    const replies = await Promise.all(
+      Array.from({ length: 5 }, () => fetchJson<Overview>(`${http.url}/api/overview`)),
+    );
+    assert.equal(new Set(replies.map((r) => r.json.time)).size, 1, "one read for five requests");
+  });
+
+  it("overview page: the shell with its script from /assets, under a CSP without inline scripts", async () => {
+    const page = await fetchText(`${http.url}/`);
+    assert.equal(page.status, 200);
+    assert.match(String(page.headers["content-type"]), /^text\/html/);
+    assert.match(String(page.headers["content-security-policy"]), /script-src 'self'/);
+    assert.match(page.body, /<script src="\/assets\/dashboard\.js" defer><\/script>/);
+    assert.match(page.body, /<script src="\/assets\/overview\.js" defer><\/script>/);
+    assert.doesNotMatch(page.body, /<script>/, "no inline script");
+    assert.match(page.body, /id="servers"/);
+    const script = await fetchText(`${http.url}/assets/overview.js`);
+    assert.equal(script.status, 200);
+    assert.match(String(script.headers["content-type"]), /^text\/javascript/);
+    assert.match(script.body, /\/api\/overview/);
+    assert.doesNotMatch(script.body, /innerHTML/, "values are set as text only");
+    const wrong = await fetchText(`${http.url}/api/overview`, { method: "POST" });
+    assert.equal(wrong.status, 405);
+  });
+});
