@@ -4,7 +4,7 @@ import type { HttpRoutes } from "../server.js";
 import { sendError } from "../responses.js";
 import { DASHBOARD_JS } from "./common-js.js";
 import { jobsModule } from "./jobs.js";
-import { DASHBOARD_CSS } from "./layout.js";
+import { DASHBOARD_CSS, DASHBOARD_ICON } from "./layout.js";
 import { logModule } from "./log.js";
 import { overviewModule } from "./overview.js";
 import { reportsModule } from "./reports.js";
@@ -30,6 +30,7 @@ export function dashboardRoutes(source: DashboardSource): HttpRoutes {
   const assets = new Map<string, Asset>([
     ["dashboard.js", { type: JS, body: DASHBOARD_JS }],
     ["dashboard.css", { type: CSS, body: DASHBOARD_CSS }],
+    ["icon.svg", { type: "image/svg+xml", body: DASHBOARD_ICON }],
   ]);
   for (const module of modules) {
     for (const [name, asset] of Object.entries(module.assets ?? {})) assets.set(name, asset);

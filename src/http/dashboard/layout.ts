@@ -50,6 +50,9 @@ button,input,select{font:inherit}
 pre,code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em}
 `;
 
+/** The tab's icon: three bars, as a log, a chart and a progress bar. */
+export const DASHBOARD_ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2563eb"/><rect x="3" y="4" width="10" height="2" fill="#fff"/><rect x="3" y="7" width="7" height="2" fill="#fff"/><rect x="3" y="10" width="4" height="2" fill="#fff"/></svg>`;
+
 export interface PageOptions {
   /** The navigation entry shown as current. */
   path: PagePath;
@@ -79,6 +82,7 @@ export function dashboardPage(options: PageOptions): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)} · memipc</title>
+<link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/dashboard.css">
 ${styles.join("\n")}
 ${scripts.join("\n")}

@@ -97,7 +97,7 @@ const STATS_JS = String.raw`(function () {
   var KINDS = ["counter", "legacy", "gauge", "timer"];
   var NAME_LISTS = { counter: "counters", legacy: "legacy", gauge: "gauges", timer: "timers" };
   var ACCENT = "#2563eb";
-  var state = { range: "24h", from: null, to: null, filter: "" };
+  var state = { range: "1h", from: null, to: null, filter: "" };
   var current = null; // the range being shown, { from, to } in ms
   var generation = 0; // answers to an older load are dropped
   var charts = {}; // kind + "\n" + name -> { card, box, figure, plot }
@@ -350,7 +350,7 @@ export const statsModule: DashboardModuleFactory = (source) => {
           const q = open(response);
           if (q === undefined) return;
           const names = namesByKind(q.names());
-          for (const bucket of await liveBuckets(source, Date.now())) {
+          for (const bucket of (await liveBuckets(source, Date.now())).buckets) {
             for (const [list, rows] of [
               [names.counters!, bucket.counters],
               [names.gauges!, bucket.gauges],
@@ -441,10 +441,14 @@ async function compute<T>(response: RouteContext["response"], work: () => T): Pr
 /**
  * The buckets the collector has not stored yet (the one still open, and those within its grace period),
  * read from memcached as they stand, so charts move within seconds rather than after the collector's pass.
+ * `starts` are every bucket read (unix s); a bucket without values had no counts.
  */
-async function liveBuckets(source: DashboardSource, until: number): Promise<BucketValues[]> {
+async function liveBuckets(
+  source: DashboardSource,
+  until: number,
+): Promise<{ starts: number[]; buckets: BucketValues[] }> {
   const o = source.collector?.options;
-  if (o === undefined || source.db === undefined) return [];
+  if (o === undefined || source.db === undefined) return { starts: [], buckets: [] };
   const size = o.bucketSeconds;
   const newest = bucketStart(o, until);
   const stored = source.db.lastBucket(size)?.start;
@@ -452,26 +456,39 @@ async function liveBuckets(source: DashboardSource, until: number): Promise<Buck
   for (let start = newest; start > (stored ?? -Infinity) && starts.length < MAX_LIVE_BUCKETS; start -= size) {
     starts.unshift(start);
   }
-  if (starts.length === 0) return [];
+  if (starts.length === 0) return { starts, buckets: [] };
   try {
-    return (await readBuckets(source.client, o, starts)).filter((b) => b !== undefined);
+    const buckets = (await readBuckets(source.client, o, starts)).filter((b) => b !== undefined);
+    return { starts, buckets };
   } catch {
-    return []; // memcached unreachable: the stored figures alone (the overview shows the server down)
+    // memcached unreachable: the stored figures alone (the overview shows the server down)
+    return { starts: [], buckets: [] };
   }
 }
 
 /** Adds the counts of buckets not collected yet to the steps that hold them; marks the series `live`. */
-function addLive(series: CountSeries & { live?: boolean }, buckets: readonly BucketValues[]): void {
+function addLive(
+  series: CountSeries & { live?: boolean },
+  live: { starts: readonly number[]; buckets: readonly BucketValues[] },
+): void {
   const first = series.times[0];
   if (first === undefined) return;
-  for (const bucket of buckets) {
+  const step = (start: number): number | undefined => {
+    const i = Math.floor((start - first) / series.step);
+    return i >= 0 && i < series.values.length ? i : undefined;
+  };
+  for (const start of live.starts) {
+    const i = step(start);
+    if (i === undefined) continue;
+    series.values[i] ??= 0; // read, so known: no counts unless a bucket below says otherwise
+    series.live = true;
+  }
+  for (const bucket of live.buckets) {
     const value = bucket.counters.find((c) => c.name === series.name)?.value;
-    if (value === undefined) continue;
-    const i = Math.floor((bucket.start - first) / series.step);
-    if (i < 0 || i >= series.values.length) continue;
+    const i = step(bucket.start);
+    if (value === undefined || i === undefined) continue;
     series.values[i] = (series.values[i] ?? 0) + value;
     series.total += value;
-    series.live = true;
   }
 }
 
