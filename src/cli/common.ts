@@ -252,10 +252,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
- * An AbortSignal that fires on the first SIGINT or SIGTERM; a second one exits at once (status 130). The
- * returned function removes the handlers.
+ * An AbortSignal that fires on the first SIGINT or SIGTERM (a second one exits at once, status 130), or on
+ * `stop()` (e.g. after --duration); `dispose()` removes the handlers.
  */
-export function stopSignal(): { signal: AbortSignal; dispose: () => void } {
+export function stopSignal(): { signal: AbortSignal; stop: () => void; dispose: () => void } {
   const controller = new AbortController();
   const onSignal = () => {
     if (controller.signal.aborted) process.exit(130);
@@ -265,6 +265,7 @@ export function stopSignal(): { signal: AbortSignal; dispose: () => void } {
   process.on("SIGTERM", onSignal);
   return {
     signal: controller.signal,
+    stop: () => controller.abort(),
     dispose: () => {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);

@@ -9,7 +9,15 @@ import { Client } from "../client/index.js";
 import { ConfigError, ConnectionClosedError } from "../errors.js";
 import { DEFAULT_STREAM, streamAddress } from "../log/layout.js";
 import { Progress } from "../progress/index.js";
-import { COMMON_ROWS, connectionFrom, optionTable, parseFlags, sleep, wholeNumber } from "./common.js";
+import {
+  COMMON_ROWS,
+  connectionFrom,
+  optionTable,
+  parseFlags,
+  sleep,
+  stopSignal,
+  wholeNumber,
+} from "./common.js";
 import { startLoad, type Load } from "./demo-load.js";
 import { startProxy, type DemoProxy } from "./demo-proxy.js";
 import type { DemoWebConfig, DemoWebMessage } from "./demo-web.js";
@@ -244,26 +252,4 @@ async function keepReporting(
       await sleep(REPORT_PAUSE, signal);
     }
   }
-}
-
-/**
- * An AbortSignal for the first SIGINT or SIGTERM (a second exits at once, status 130), or a call to `stop`
- * (--duration).
- */
-function stopSignal(): { signal: AbortSignal; stop(): void; dispose(): void } {
-  const controller = new AbortController();
-  const onSignal = (): void => {
-    if (controller.signal.aborted) process.exit(130);
-    controller.abort();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  return {
-    signal: controller.signal,
-    stop: () => controller.abort(),
-    dispose: () => {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    },
-  };
 }

@@ -10,7 +10,7 @@ import { Client } from "../../src/client/index.js";
 import type { RequestEntry } from "../../src/middleware/index.js";
 import { bucketStart, counterKey } from "../../src/stats/layout.js";
 import { logFiles, readLog, type EntryLine } from "../helpers/log-files.js";
-import { Cli, randomName, waitFor } from "./run-cli.js";
+import { randomName, startDemo, startServe, waitFor } from "./run-cli.js";
 
 const TEST_TIMEOUT_MS = 90_000;
 const DRAIN_WAIT_MS = 20_000; // every acknowledged entry is in the files by then
@@ -24,34 +24,13 @@ test(
   async (t) => {
     const namespace = randomName("ns");
     const data = join(dir, "data");
-    const serve = new Cli(t, [
-      "serve",
-      "--port",
-      "0",
-      "--http-port",
-      "0",
-      "--data-dir",
-      data,
-      "--namespace",
-      namespace,
-    ]);
-    await waitFor(() => serve.stderr.includes("ready"), "memipc serve to be ready");
-    const memcached = `127.0.0.1:${/embedded server on 127\.0\.0\.1:(\d+)/.exec(serve.stderr)![1]!}`;
-    const dashboard = /dashboard on (http:\/\/\S+)/.exec(serve.stderr)![1]!;
+    const serve = await startServe(t, ["--data-dir", data, "--namespace", namespace]);
+    const { memcached, dashboard } = serve;
     const client = new Client({ servers: memcached });
     t.after(() => client.close());
 
     const acked = join(dir, "acked.jsonl");
-    const demo = new Cli(t, [
-      "demo",
-      "--memcached",
-      memcached,
-      "--namespace",
-      namespace,
-      "--http",
-      dashboard,
-      "--port",
-      "0",
+    const started = await startDemo(t, serve, namespace, [
       "--rate",
       "100",
       "--duration",
@@ -61,9 +40,7 @@ test(
       "--acked",
       acked,
     ]);
-    await demo.waitForOutput((out) => out.includes("Ctrl-C stops it."), "the demo's URLs");
-    const proxy = /proxy\s+(http:\/\/\S+)/.exec(demo.stdout)![1]!;
-    const jobPage = /report job\s+(http:\/\/\S+)/.exec(demo.stdout)![1]!;
+    const { cli: demo, proxy, jobPage } = started;
     assert.ok(jobPage.startsWith(`${proxy}/jobs/`), demo.stdout);
     assert.match(demo.stdout, new RegExp(`dashboard\\s+${dashboard.replace(/[.]/g, "\\.")}`));
     const jobId = decodeURIComponent(jobPage.slice(`${proxy}/jobs/`.length));
@@ -150,8 +127,8 @@ test(
     );
     assert.ok(requestsLogged.some((r) => r.method === "POST" && r.path === "/report"));
 
-    serve.child.kill("SIGTERM");
-    const stopped = await serve.finished();
+    serve.cli.child.kill("SIGTERM");
+    const stopped = await serve.cli.finished();
     assert.equal(stopped.code, 0, stopped.stderr);
   },
 );

@@ -41,7 +41,9 @@ test(
     let output = "";
     start.stdout.setEncoding("utf8").on("data", (c: string) => (output += c));
     start.stderr.setEncoding("utf8").on("data", (c: string) => (output += c));
-    const exited = new Promise<number | null>((resolve) => start.once("close", (code) => resolve(code)));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      start.once("close", (code, signal) => resolve({ code, signal })),
+    );
     t.after(() => {
       if (start.exitCode === null) process.kill(-start.pid!, "SIGKILL");
     });
@@ -58,7 +60,9 @@ test(
     assert.equal(health.status, 200);
 
     process.kill(-start.pid!, "SIGTERM");
-    assert.equal(await exited, 0, output);
+    const { code, signal } = await exited;
+    // npm itself may end by the signal; the daemon under it must have stopped cleanly.
+    assert.ok(code === 0 || signal === "SIGTERM", `npm start ended with ${code ?? signal}: ${output}`);
     assert.match(output, /memipc serve: stopped/);
   },
 );

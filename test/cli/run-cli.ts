@@ -102,3 +102,57 @@ export async function waitFor(
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+/** A running `memipc serve` on free ports, with where its embedded server and dashboard listen. */
+export interface RunningServe {
+  cli: Cli;
+  /** host:port of the embedded server. */
+  memcached: string;
+  /** The dashboard's base URL. */
+  dashboard: string;
+}
+
+/** Starts `memipc serve --port 0 --http-port 0 ARGS…` and waits until it is ready. */
+export async function startServe(t: TestContext, args: string[]): Promise<RunningServe> {
+  const cli = new Cli(t, ["serve", "--port", "0", "--http-port", "0", ...args]);
+  await waitFor(() => cli.stderr.includes("ready"), "memipc serve to be ready");
+  return {
+    cli,
+    memcached: `127.0.0.1:${/embedded server on 127\.0\.0\.1:(\d+)/.exec(cli.stderr)![1]!}`,
+    dashboard: /dashboard on (http:\/\/\S+)/.exec(cli.stderr)![1]!,
+  };
+}
+
+/** A running `memipc demo`, with the URLs it printed. */
+export interface RunningDemo {
+  cli: Cli;
+  proxy: string;
+  jobPage: string;
+}
+
+/** Starts `memipc demo --memcached M --namespace NS --port 0 ARGS…` and waits for its URLs. */
+export async function startDemo(
+  t: TestContext,
+  serve: RunningServe,
+  namespace: string,
+  args: string[],
+): Promise<RunningDemo> {
+  const cli = new Cli(t, [
+    "demo",
+    "--memcached",
+    serve.memcached,
+    "--namespace",
+    namespace,
+    "--http",
+    serve.dashboard,
+    "--port",
+    "0",
+    ...args,
+  ]);
+  await cli.waitForOutput((out) => out.includes("Ctrl-C stops it."), "the demo's URLs");
+  return {
+    cli,
+    proxy: /proxy\s+(http:\/\/\S+)/.exec(cli.stdout)![1]!,
+    jobPage: /report job\s+(http:\/\/\S+)/.exec(cli.stdout)![1]!,
+  };
+}

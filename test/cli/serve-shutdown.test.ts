@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { logFiles, readLog, type EntryLine } from "../helpers/log-files.js";
-import { Cli, randomName, waitFor } from "./run-cli.js";
+import { randomName, startDemo, startServe } from "./run-cli.js";
 
 const TEST_TIMEOUT_MS = 120_000;
 const LOAD_RATE = 1500; // requests per second through the proxy, each one log append and three counts
@@ -22,45 +22,19 @@ test(
   async (t) => {
     const namespace = randomName("ns");
     const data = join(dir, "data");
-    const serve = new Cli(t, [
-      "serve",
-      "--port",
-      "0",
-      "--http-port",
-      "0",
-      "--data-dir",
-      data,
-      "--namespace",
-      namespace,
-    ]);
-    await waitFor(() => serve.stderr.includes("ready"), "memipc serve to be ready");
-    const memcached = `127.0.0.1:${/embedded server on 127\.0\.0\.1:(\d+)/.exec(serve.stderr)![1]!}`;
-
+    const serve = await startServe(t, ["--data-dir", data, "--namespace", namespace]);
     const acked = join(dir, "acked.jsonl");
-    const demo = new Cli(t, [
-      "demo",
-      "--memcached",
-      memcached,
-      "--namespace",
-      namespace,
-      "--port",
-      "0",
-      "--rate",
-      String(LOAD_RATE),
-      "--acked",
-      acked,
-    ]);
-    await demo.waitForOutput((out) => out.includes("Ctrl-C stops it."), "the demo's URLs");
+    const demo = await startDemo(t, serve, namespace, ["--rate", String(LOAD_RATE), "--acked", acked]);
     await new Promise((resolve) => setTimeout(resolve, LOAD_BEFORE_STOP_MS));
 
-    serve.child.kill("SIGTERM");
-    const stopped = await serve.finished();
+    serve.cli.child.kill("SIGTERM");
+    const stopped = await serve.cli.finished();
     assert.equal(stopped.code, 0, stopped.stderr);
     assert.match(stopped.stderr, /the embedded server accepts nothing more; draining/);
     assert.match(stopped.stderr, /memipc serve: stopped/);
 
-    demo.child.kill("SIGTERM");
-    const demoDone = await demo.finished();
+    demo.cli.child.kill("SIGTERM");
+    const demoDone = await demo.cli.finished();
     assert.ok(demoDone.code === 0 || demoDone.code === 1, demoDone.stderr);
 
     const positions = readFileSync(acked, "utf8")

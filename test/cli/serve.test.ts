@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Cli, run, waitFor } from "./run-cli.js";
+import { run, startServe, waitFor } from "./run-cli.js";
 
 const TEST_TIMEOUT_MS = 60_000;
 const dir = mkdtempSync(join(tmpdir(), "memipc-serve-"));
@@ -17,23 +17,8 @@ test(
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
     const data = join(dir, "data");
-    const serve = new Cli(t, [
-      "serve",
-      "--port",
-      "0",
-      "--http-port",
-      "0",
-      "--data-dir",
-      data,
-      "--streams",
-      "log,orders",
-      "--tz",
-      "UTC",
-    ]);
-    await waitFor(() => serve.stderr.includes("ready"), "memipc serve to be ready");
-    const port = /embedded server on 127\.0\.0\.1:(\d+)/.exec(serve.stderr)![1]!;
-    const url = /dashboard on (http:\/\/\S+)/.exec(serve.stderr)![1]!;
-    const memcached = `127.0.0.1:${port}`;
+    const serve = await startServe(t, ["--data-dir", data, "--streams", "log,orders", "--tz", "UTC"]);
+    const { memcached, dashboard: url } = serve;
     for (let i = 0; i < 5; i++) {
       const logged = await run(t, ["log", "--memcached", memcached, "--stream", "orders", `order ${i} paid`]);
       assert.equal(logged.code, 0, logged.stderr);
@@ -61,8 +46,8 @@ test(
     assert.equal(value(`memipc_memcached_up{server="${memcached}"}`), 1);
     assert.equal(value('memipc_jobs{state="running"}'), 0);
     assert.match(metrics, /^# TYPE memipc_memcached_evictions_total counter$/m);
-    serve.child.kill("SIGTERM");
-    const finished = await serve.finished();
+    serve.cli.child.kill("SIGTERM");
+    const finished = await serve.cli.finished();
     assert.equal(finished.code, 0, finished.stderr);
     assert.match(finished.stderr, /stopped/);
     assert.deepEqual(

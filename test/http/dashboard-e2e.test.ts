@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { Page } from "playwright-core";
-import { Cli, randomName, run, waitFor } from "../cli/run-cli.js";
+import { randomName, run, startDemo, startServe, waitFor } from "../cli/run-cli.js";
 import { ARTIFACTS, launchChromium } from "../helpers/browser.js";
 
 const TEST_TIMEOUT_MS = 150_000;
@@ -20,27 +20,6 @@ const TOKEN = "e2e-token-0123456789abcdef";
 
 const dir = mkdtempSync(join(tmpdir(), "memipc-dashboard-e2e-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-async function startServe(t: Parameters<typeof run>[0], name: string, extra: string[] = []) {
-  const serve = new Cli(t, [
-    "serve",
-    "--port",
-    "0",
-    "--http-port",
-    "0",
-    "--data-dir",
-    join(dir, name),
-    "--namespace",
-    randomName("ns"),
-    ...extra,
-  ]);
-  await waitFor(() => serve.stderr.includes("ready"), "memipc serve to be ready");
-  return {
-    serve,
-    memcached: `127.0.0.1:${/embedded server on 127\.0\.0\.1:(\d+)/.exec(serve.stderr)![1]!}`,
-    url: /dashboard on (http:\/\/\S+)/.exec(serve.stderr)![1]!,
-  };
-}
 
 /** The text of the first element matching `selector`, or "" when there is none yet. */
 async function text(page: Page, selector: string): Promise<string> {
@@ -74,37 +53,9 @@ test(
     const browser = await launchChromium(t);
     if (browser === undefined) return;
     const namespace = randomName("ns");
-    const serve = new Cli(t, [
-      "serve",
-      "--port",
-      "0",
-      "--http-port",
-      "0",
-      "--data-dir",
-      join(dir, "data"),
-      "--namespace",
-      namespace,
-    ]);
-    await waitFor(() => serve.stderr.includes("ready"), "memipc serve to be ready");
-    const memcached = `127.0.0.1:${/embedded server on 127\.0\.0\.1:(\d+)/.exec(serve.stderr)![1]!}`;
-    const dashboard = /dashboard on (http:\/\/\S+)/.exec(serve.stderr)![1]!;
-    const demo = new Cli(t, [
-      "demo",
-      "--memcached",
-      memcached,
-      "--namespace",
-      namespace,
-      "--http",
-      dashboard,
-      "--port",
-      "0",
-      "--rate",
-      "50",
-      "--step-ms",
-      "100",
-    ]);
-    await demo.waitForOutput((out) => out.includes("Ctrl-C stops it."), "the demo's URLs");
-    const jobPage = /report job\s+(http:\/\/\S+)/.exec(demo.stdout)![1]!;
+    const serve = await startServe(t, ["--data-dir", join(dir, "data"), "--namespace", namespace]);
+    const { memcached, dashboard } = serve;
+    const { jobPage } = await startDemo(t, serve, namespace, ["--rate", "50", "--step-ms", "100"]);
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const problems: string[] = [];
@@ -201,7 +152,13 @@ test(
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /without a token/);
 
-    const { url } = await startServe(t, "token", ["--token", TOKEN, "--no-collect"]);
+    const { dashboard: url } = await startServe(t, [
+      "--data-dir",
+      join(dir, "token"),
+      "--token",
+      TOKEN,
+      "--no-collect",
+    ]);
     for (const path of [
       "/",
       "/log",
