@@ -23,7 +23,7 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   serve: {
-    summary: "everything in one process: server, drainers, collector, reports, HTTP",
+    summary: "everything in one process: server, drainers, collector, reports, dashboard",
     help: SERVE_HELP,
     run: runServe,
   },

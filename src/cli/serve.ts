@@ -32,8 +32,12 @@ export const SERVE_HELP = `Usage: memipc serve [options]
 
 Runs everything on one machine until SIGINT or SIGTERM: the embedded memcached-compatible server (or, with
 --memcached, existing servers), a drainer per log stream writing to DATA/logs, the stats collector
-(DATA/stats.db) with a daily report in DATA/reports, and the HTTP server for job progress. A second signal
-exits at once.
+(DATA/stats.db) with a daily report in DATA/reports, and the dashboard (overview, log, stats, jobs) with the
+jobs API, /metrics and /healthz.
+
+On SIGINT or SIGTERM with the embedded server, it stops taking requests, drains every stream to disk and
+stores the stats still in memory before it exits, so nothing acknowledged is lost; with --memcached the
+drainers finish their batch and the rest waits in memcached. A second signal exits at once.
 
 Configuration: defaults, then the file ${CONFIG_FILE} (or --config FILE / MEMIPC_CONFIG; JSON, keys as
 below in camelCase), then environment variables, then flags. "memipc config print" shows the result.
