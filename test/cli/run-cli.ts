@@ -3,10 +3,10 @@ import type { TestContext } from "node:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { WAIT_TIMEOUT_MS, waitFor } from "../helpers/wait.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 export const EXIT_TIMEOUT_MS = 15_000; // a command that should end has ended by then
-export const WAIT_TIMEOUT_MS = 15_000; // output a test waits for has appeared by then
 
 export interface Finished {
   code: number | null;
@@ -90,18 +90,7 @@ export function run(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {})
   return new Cli(t, args, { env }).finished();
 }
 
-/** Polls `check` every 25 ms until it returns true; fails with `what` after `timeout` ms. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  timeout = WAIT_TIMEOUT_MS,
-): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+export { waitFor, WAIT_TIMEOUT_MS };
 
 /** A running `memipc serve` on free ports, with where its embedded server and dashboard listen. */
 export interface RunningServe {

@@ -14,6 +14,7 @@ import { startServer } from "../../src/server/index.js";
 import { memcachedAvailable, requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
 import { fetchJson, fetchText, openEventStream, type EventStream } from "./http-client.js";
+import { waitFor } from "../helpers/wait.js";
 
 const TEST_TIMEOUT_MS = 60_000;
 const POLL_MS = 50; // a short poll interval, so the tests run fast
@@ -21,19 +22,6 @@ const TOKEN = "t0k3n-" + randomBytes(12).toString("hex");
 
 function namespace(): string {
   return "h" + randomBytes(4).toString("hex");
-}
-
-/** Resolves when `condition` holds, checked every 20 ms; fails after timeoutMs. */
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
 }
 
 for (const target of TARGETS) {
@@ -65,7 +53,7 @@ for (const target of TARGETS) {
       const a = await progress.start("export <a>", { id: "list-a", total: 10 });
       const b = await progress.start("import", { id: "list-b" });
       a.update({ done: 3, message: "three" });
-      await until(async () => (await progress.get("list-a"))?.done === 3, 2000, "the update lands");
+      await waitFor(async () => (await progress.get("list-a"))?.done === 3, "the update lands", 2000);
 
       const list = await fetchJson<{ jobs: JobView[] }>(`${base}/api/jobs`);
       assert.equal(list.status, 200);
@@ -133,13 +121,13 @@ for (const target of TARGETS) {
       assert.equal(reply.status, 202);
       assert.deepEqual(reply.json, { cancelled: true });
       let step = 0;
-      await until(
+      await waitFor(
         () => {
           if (!job.cancelled) job.update({ done: ++step });
           return job.cancelled;
         },
-        3000,
         "the job sees the cancel at its next write",
+        3000,
       );
       await job.cancel();
       const again = await fetchJson<{ error: string }>(`${base}/api/jobs/cancel-me/cancel`, {
@@ -156,7 +144,7 @@ for (const target of TARGETS) {
       const hostile = `<script>alert(1)</script>"'&`;
       const job = await progress.start(hostile, { id: "page-job", total: 4 });
       job.update({ done: 1, message: `<img src=x onerror=alert(2)>` });
-      await until(async () => (await progress.get("page-job"))?.done === 1, 2000, "the update lands");
+      await waitFor(async () => (await progress.get("page-job"))?.done === 1, "the update lands", 2000);
       const page = await fetchText(`${base}/jobs/page-job`);
       assert.equal(page.status, 200);
       assert.match(String(page.headers["content-type"]), /^text\/html/);
@@ -212,7 +200,7 @@ for (const target of TARGETS) {
       if (!server) return void requireMemcached(t);
       const job = await progress.start("resumable", { id: "sse-resume", total: 5 });
       job.update({ done: 2 });
-      await until(async () => (await progress.get("sse-resume"))?.done === 2, 2000, "the update lands");
+      await waitFor(async () => (await progress.get("sse-resume"))?.done === 2, "the update lands", 2000);
       const current = (await progress.get("sse-resume"))!;
 
       const older = await openEventStream(`${base}/api/jobs/sse-resume/events`, {
@@ -253,7 +241,7 @@ for (const target of TARGETS) {
       assert.notEqual(second.port, http.port);
       const job = await progress.start("shared", { id: "two-nodes", total: 4 });
       job.update({ done: 1, message: "one" });
-      await until(async () => (await progress.get("two-nodes"))?.done === 1, 2000, "the update lands");
+      await waitFor(async () => (await progress.get("two-nodes"))?.done === 1, "the update lands", 2000);
       const [one, two] = await Promise.all([
         fetchText(`${base}/api/jobs/two-nodes`),
         fetchText(`${second.url}/api/jobs/two-nodes`),
@@ -382,10 +370,10 @@ test(
       await sleep(WATCH_MS / 4);
       job.update({ done: step * 10, message: `step ${step}` });
     }
-    await until(
+    await waitFor(
       () => streams.every((s) => s.jobs<JobView>().at(-1)?.done === 40),
-      5000,
       "every stream has step 4",
+      5000,
     );
     const after = await gets();
     const seconds = (Date.now() - started) / 1000;
@@ -404,7 +392,7 @@ test(
     await job.done();
     await Promise.all(streams.map((s) => s.waitFor((x) => x.isEnded, 5000, "the end after done")));
     for (const stream of streams) assert.equal(stream.jobs<JobView>().at(-1)!.state, "done");
-    await until(() => http.polling === 0, 2000, "the poller stops when nobody watches");
+    await waitFor(() => http.polling === 0, "the poller stops when nobody watches", 2000);
     const idle = await gets();
     await sleep(INTERVAL * 4);
     assert.equal(await gets(), idle, "no reads once nobody watches");
@@ -425,5 +413,5 @@ test("http: while memcached cannot be reached, the JSON routes and new event str
     assert.match(reply.json.error, /memcached could not be/, path);
   }
   assert.equal((await fetchText(`${http.url}/api/jobs/some-job/cancel`, { method: "POST" })).status, 503);
-  await until(() => http.polling === 0, 2000, "no poller left behind");
+  await waitFor(() => http.polling === 0, "no poller left behind", 2000);
 });

@@ -10,7 +10,6 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Client } from "../../src/client/index.js";
 import { dashboardRoutes, type DashboardSource } from "../../src/http/dashboard/index.js";
 import type { LogRecordJson } from "../../src/http/dashboard/log-feeds.js";
@@ -25,6 +24,7 @@ import { openFileSink } from "../../src/sinks/index.js";
 import type { HttpRoutes } from "../../src/http/server.js";
 import { endPosition, formatPosition, readPageBefore } from "../../src/sinks/log-files.js";
 import { fetchJson, fetchText, openEventStream, type EventStream } from "./http-client.js";
+import { waitFor } from "../helpers/wait.js";
 
 const TEST_TIMEOUT_MS = 60_000;
 const LIVE_WITHIN_MS = 5000; // a new entry reaches an open tail within this
@@ -32,18 +32,6 @@ const HTML = `<img src=x onerror="alert(1)"><script>alert(2)</script>`;
 
 function name(prefix: string): string {
   return prefix + randomBytes(4).toString("hex");
-}
-
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
 }
 
 interface Page {
@@ -124,7 +112,7 @@ describe("dashboard log", { timeout: TEST_TIMEOUT_MS }, () => {
     http = await startHttpServer({ client, namespace, port: 0, routes: dashboardRoutes(source) });
     producer = new LogProducer(client, { namespace, stream: main, node: "web-1" });
     for (let i = 1; i <= 25; i++) await producer.append(i === 7 ? HTML : { i });
-    await until(() => drainers[0]!.metrics.cursor?.seq === 25, 10_000, "the first 25 entries drained");
+    await waitFor(() => drainers[0]!.metrics.cursor?.seq === 25, "the first 25 entries drained", 10_000);
   });
 
   after(async () => {
@@ -361,10 +349,10 @@ describe("dashboard log", { timeout: TEST_TIMEOUT_MS }, () => {
 
     // A browser leaving frees its place; the last one of a stream stops its follower.
     open[2]!.close();
-    await until(
+    await waitFor(
       () => module.streams === 2 && module.feeds.following === 1,
-      5000,
       "the holes follower to stop",
+      5000,
     );
 
     await own.close();

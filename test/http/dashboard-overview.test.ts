@@ -24,24 +24,12 @@ import { StatsDb } from "../../src/sinks/stats-db.js";
 import { Collector } from "../../src/stats/collector.js";
 import { StatsWriter } from "../../src/stats/index.js";
 import { fetchJson, fetchText } from "./http-client.js";
+import { waitFor } from "../helpers/wait.js";
 
 const TEST_TIMEOUT_MS = 60_000;
 
 function name(prefix: string): string {
   return prefix + randomBytes(4).toString("hex");
-}
-
-/** Resolves when `condition` holds, checked every 20 ms; fails after timeoutMs. */
-async function until(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
 }
 
 /** A port nothing listens on: bound, then closed. */
@@ -145,12 +133,12 @@ describe("dashboard overview", { timeout: TEST_TIMEOUT_MS }, () => {
   });
 
   it("overview: the drainers' head, cursor and lag, the collector's pass, jobs by state and the server's figures", async () => {
-    await until(
+    await waitFor(
       () => drainers[0]!.metrics.cursor?.seq === 3 && drainers[0]!.metrics.head?.seq === 6,
-      10_000,
       "the busy stream drained up to its hole",
+      10_000,
     );
-    await until(() => drainers[1]!.metrics.cursor?.seq === 5, 10_000, "the quiet stream drained");
+    await waitFor(() => drainers[1]!.metrics.cursor?.seq === 5, "the quiet stream drained", 10_000);
     await sleep(1100); // past the overview's reuse time, so the figures read now are the ones asserted
     const { status, headers, json } = await fetchJson<Overview>(`${http.url}/api/overview`);
     assert.equal(status, 200);
@@ -208,15 +196,15 @@ describe("dashboard overview", { timeout: TEST_TIMEOUT_MS }, () => {
     };
     const other = await startHttpServer({ client, namespace, port: 0, routes: dashboardRoutes(source) });
     closers.push(() => other.close());
-    await until(() => standby.metrics.owner !== "", 5000, "the standby to start");
+    await waitFor(() => standby.metrics.owner !== "", "the standby to start", 5000);
     let view: Overview["streams"][number] | undefined;
-    await until(
+    await waitFor(
       async () => {
         view = (await fetchJson<Overview>(`${other.url}/api/overview`)).json.streams[0];
         return view?.activeElsewhere != null;
       },
-      10_000,
       "the active drainer's published figures",
+      10_000,
     );
     assert.equal(view!.state, "standby");
     assert.equal(view!.activeElsewhere!.owner, drainers[1]!.metrics.owner);

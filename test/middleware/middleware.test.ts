@@ -29,6 +29,7 @@ import { startServer, type MemcachedServer } from "../../src/server/index.js";
 import { openFileSink } from "../../src/sinks/index.js";
 import { bucketStart, counterKey, timerKey } from "../../src/stats/layout.js";
 import { readLog, type EntryLine } from "../helpers/log-files.js";
+import { waitFor } from "../helpers/wait.js";
 
 const WAIT_MS = 10_000; // what a test waits for (entries drained, counters landed) has happened by then
 const FAST_MS = 250; // a response whose logging is stuck must still come back within this
@@ -51,14 +52,6 @@ after(async () => {
 
 function streamName(): string {
   return `s${randomBytes(4).toString("hex")}`;
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** A drainer for `stream` into a temporary folder; its entries read back on demand. */
@@ -189,8 +182,8 @@ describe("request log", () => {
     );
     assert.equal((await fetch(`${url}/missing`)).status, 404);
     assert.equal((await fetch(`${url}/boom`, { method: "POST" })).status, 500);
-    await until(() => seen.positions.length === 3, "three acknowledged appends");
-    await until(() => drained.entries().length === 3, "three drained entries");
+    await waitFor(() => seen.positions.length === 3, "three acknowledged appends");
+    await waitFor(() => drained.entries().length === 3, "three drained entries");
     const byPath = checkDrained(drained.entries(), seen.positions, stream);
     const hello = byPath.get("GET /hello");
     assert.ok(hello, `the query string is stripped: ${[...byPath.keys()].join(", ")}`);
@@ -205,7 +198,7 @@ describe("request log", () => {
       "the query string is nowhere in the log",
     );
 
-    await until(async () => (await counter("nodehttp.requests")) === 3, "nodehttp.requests to reach 3");
+    await waitFor(async () => (await counter("nodehttp.requests")) === 3, "nodehttp.requests to reach 3");
     assert.equal(await counter("nodehttp.status.2xx"), 1);
     assert.equal(await counter("nodehttp.status.4xx"), 1);
     assert.equal(await counter("nodehttp.status.5xx"), 1);
@@ -242,9 +235,9 @@ describe("request log", () => {
     const url = await listen(server);
     cleanups.push(() => closeServer(server));
     await fetch(`${url}/search?q=shoes`);
-    await until(() => drained.entries().length === 1, "the drained entry");
+    await waitFor(() => drained.entries().length === 1, "the drained entry");
     assert.equal((drained.entries()[0]!.data as RequestEntry).path, "/search?q=shoes");
-    await until(async () => (await counter("countonly.requests")) === 1, "countonly.requests to reach 1");
+    await waitFor(async () => (await counter("countonly.requests")) === 1, "countonly.requests to reach 1");
     assert.equal(await timerCount("countonly.latency"), 0);
     assert.equal(await counter("http.requests"), 0, "count: false counts nothing");
     await Promise.all([log.close(), countOnly.close()]);
@@ -296,8 +289,8 @@ describe("request log", () => {
     assert.equal((await fetch(`${url}/api/things?page=2`)).status, 200);
     assert.equal((await fetch(`${url}/fail`)).status, 500);
     assert.equal((await fetch(`${url}/nowhere`)).status, 404);
-    await until(() => drained.entries().length === 4, "four drained entries");
-    await until(() => seen.positions.length === 4, "four acknowledged appends");
+    await waitFor(() => drained.entries().length === 4, "four drained entries");
+    await waitFor(() => seen.positions.length === 4, "four acknowledged appends");
     const byPath = checkDrained(drained.entries(), seen.positions, stream);
     assert.deepEqual([...byPath.keys()].sort(), [
       "GET /api/things",
@@ -310,7 +303,7 @@ describe("request log", () => {
     assert.equal(byPath.get("GET /api/things")!.user, undefined);
     assert.equal(byPath.get("GET /fail")!.status, 500);
     assert.equal(byPath.get("GET /nowhere")!.status, 404);
-    await until(async () => (await counter("express.requests")) === 4, "express.requests to reach 4");
+    await waitFor(async () => (await counter("express.requests")) === 4, "express.requests to reach 4");
     assert.equal(await counter("express.status.2xx"), 2);
     assert.equal(await counter("express.status.4xx"), 1);
     assert.equal(await counter("express.status.5xx"), 1);
@@ -359,7 +352,7 @@ describe("request log", () => {
     await app.close();
     closed = true;
     assert.equal(seen.positions.length, 4, "close waited for every append");
-    await until(() => drained.entries().length === 4, "four drained entries");
+    await waitFor(() => drained.entries().length === 4, "four drained entries");
     const byPath = checkDrained(drained.entries(), seen.positions, stream);
     assert.deepEqual([...byPath.keys()].sort(), [
       "GET /broken",
@@ -372,7 +365,7 @@ describe("request log", () => {
     assert.equal(byPath.get("GET /broken")!.status, 500);
     assert.equal(byPath.get("GET /nothing")!.status, 404);
     assert.ok(!JSON.stringify(drained.entries()).includes("hunter2"));
-    await until(async () => (await counter("fastify.requests")) === 4, "fastify.requests to reach 4");
+    await waitFor(async () => (await counter("fastify.requests")) === 4, "fastify.requests to reach 4");
     assert.equal(await counter("fastify.status.2xx"), 2);
     assert.equal(await counter("fastify.status.4xx"), 1);
     assert.equal(await counter("fastify.status.5xx"), 1);

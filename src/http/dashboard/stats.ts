@@ -24,6 +24,7 @@ const MAX_NAME = 250; // characters: legacy counters are memcached keys, up to 2
 const MAX_CHARTS = 24; // charts per kind on the page; a filter narrows the rest down
 const REFRESH_MS = 10_000; // ms between redraws of a range that ends now
 const MAX_LIVE_BUCKETS = 10; // buckets not collected yet that a request reads from memcached, at most
+const LIVE_READ_EVERY = 1000; // ms a reading of the live buckets serves the requests that follow it
 
 const require = createRequire(import.meta.url);
 const UPLOT_JS = readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"));
@@ -318,6 +319,15 @@ const STATS_JS = String.raw`(function () {
 
 export const statsModule: DashboardModuleFactory = (source) => {
   let queries: StatsQueries | undefined;
+  // Every chart of a page asks for its series at once: one read of the live buckets serves them all.
+  let live: { at: number; reading: Promise<LiveBuckets> } | undefined;
+  const liveNow = (): Promise<LiveBuckets> => {
+    const now = Date.now();
+    if (live === undefined || now - live.at >= LIVE_READ_EVERY) {
+      live = { at: now, reading: liveBuckets(source, now) };
+    }
+    return live.reading;
+  };
   /** The read connection, opened on first use; undefined (after a 404) when this process does not collect. */
   const open = (response: RouteContext["response"]): StatsQueries | undefined => {
     if (source.db === undefined) {
@@ -350,14 +360,17 @@ export const statsModule: DashboardModuleFactory = (source) => {
           const q = open(response);
           if (q === undefined) return;
           const names = namesByKind(q.names());
-          for (const bucket of (await liveBuckets(source, Date.now())).buckets) {
+          // Newest first, so each name added carries the newest bucket it was counted in.
+          for (const bucket of [...(await liveNow()).buckets].reverse()) {
             for (const [list, rows] of [
               [names.counters!, bucket.counters],
               [names.gauges!, bucket.gauges],
               [names.timers!, bucket.timers],
             ] as const) {
+              const known = new Set(list.map((n) => n.name));
               for (const { name } of rows) {
-                if (!list.some((n) => n.name === name)) list.push({ name, last: bucket.start * 1000 });
+                if (!known.has(name)) list.push({ name, last: bucket.start * 1000 });
+                known.add(name);
               }
             }
           }
@@ -388,7 +401,7 @@ export const statsModule: DashboardModuleFactory = (source) => {
           });
           if (series === undefined) return;
           if (series.kind === SeriesKind.counter) {
-            addLive(series, await liveBuckets(source, Math.min(series.to, Date.now())));
+            addLive(series, await liveNow());
           }
           sendJson(response, 200, series);
         },
@@ -443,10 +456,12 @@ async function compute<T>(response: RouteContext["response"], work: () => T): Pr
  * read from memcached as they stand, so charts move within seconds rather than after the collector's pass.
  * `starts` are every bucket read (unix s); a bucket without values had no counts.
  */
-async function liveBuckets(
-  source: DashboardSource,
-  until: number,
-): Promise<{ starts: number[]; buckets: BucketValues[] }> {
+interface LiveBuckets {
+  starts: number[];
+  buckets: BucketValues[];
+}
+
+async function liveBuckets(source: DashboardSource, until: number): Promise<LiveBuckets> {
   const o = source.collector?.options;
   if (o === undefined || source.db === undefined) return { starts: [], buckets: [] };
   const size = o.bucketSeconds;
@@ -467,13 +482,11 @@ async function liveBuckets(
 }
 
 /** Adds the counts of buckets not collected yet to the steps that hold them; marks the series `live`. */
-function addLive(
-  series: CountSeries & { live?: boolean },
-  live: { starts: readonly number[]; buckets: readonly BucketValues[] },
-): void {
+function addLive(series: CountSeries & { live?: boolean }, live: LiveBuckets): void {
   const first = series.times[0];
   if (first === undefined) return;
   const step = (start: number): number | undefined => {
+    if (start * 1000 >= series.to) return undefined; // after the range asked for
     const i = Math.floor((start - first) / series.step);
     return i >= 0 && i < series.values.length ? i : undefined;
   };
