@@ -16,6 +16,43 @@ export interface EventStreamOptions {
   headers: Record<string, string>;
 }
 
+/**
+ * Writes to an event stream. A reader that does not keep up is cut off (`end` is called): its EventSource
+ * reconnects and resumes from its last event id. Nothing is written once `ended()` is true.
+ */
+export function eventWriter(
+  response: ServerResponse,
+  ended: () => boolean,
+  end: () => void,
+): (text: string) => void {
+  return (text) => {
+    if (ended() || response.destroyed) return;
+    response.write(text);
+    if (response.writableLength > MAX_BUFFERED) {
+      response.destroy();
+      end();
+    }
+  };
+}
+
+/** Sends the event stream's headers and its `retry:` field through `write`. */
+export function openEvents(
+  response: ServerResponse,
+  write: (text: string) => void,
+  retry: number,
+  headers: Record<string, string> = {},
+): void {
+  response.writeHead(200, {
+    ...headers,
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-store",
+    Connection: "keep-alive",
+    "X-Accel-Buffering": "no", // nginx: pass events on at once
+    "X-Content-Type-Options": "nosniff",
+  });
+  write(`retry: ${retry}\n\n`);
+}
+
 /** The SSE text of one job event: `event: job`, the version as its id, the job as JSON on one line. */
 export function jobEvent(view: JobView): string {
   return `event: job\nid: ${view.version}\ndata: ${JSON.stringify(view)}\n\n`;
@@ -46,25 +83,10 @@ export function serveEventStream(
       if (!response.writableEnded && !response.destroyed) response.end();
       resolve();
     };
-    const write = (text: string): void => {
-      if (ended || response.destroyed) return;
-      response.write(text);
-      // A reader that does not keep up is cut off; its EventSource reconnects and resumes from its last id.
-      if (response.writableLength > MAX_BUFFERED) {
-        response.destroy();
-        end();
-      }
-    };
+    const write = eventWriter(response, () => ended, end);
     const start = (view: JobView): void => {
       started = true;
-      response.writeHead(200, {
-        ...options.headers,
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-store",
-        Connection: "keep-alive",
-        "X-Accel-Buffering": "no", // nginx: pass events on at once
-      });
-      write(`retry: ${options.retry}\n\n`);
+      openEvents(response, write, options.retry, options.headers);
       // Resumed at the version the browser has: nothing to send until it changes. A stalled job is sent
       // anyway: stalling changes no version, so the browser cannot tell it has seen it.
       if (lastEventId !== String(view.version) || view.state === JobState.stalled) write(jobEvent(view));

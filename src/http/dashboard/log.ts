@@ -3,7 +3,7 @@
 // (GET /api/log/entries). Records are read from the files the drainer writes, so the page shows exactly
 // what was drained: entries, gap records and late entries, each with the cursor it starts at.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { MAX_BUFFERED } from "../event-stream.js";
+import { eventWriter, openEvents } from "../event-stream.js";
 import { escapeHtml } from "../page.js";
 import { sendError, sendJson } from "../responses.js";
 import { DEFAULT_SSE_HEARTBEAT, DEFAULT_SSE_RETRY } from "../server.js";
@@ -224,15 +224,7 @@ export class LogModule implements DashboardModule {
         }
         resolve();
       };
-      const write = (text: string): void => {
-        if (ended || response.destroyed) return;
-        response.write(text);
-        // A reader that does not keep up is cut off; its EventSource reconnects and resumes from its last id.
-        if (response.writableLength > MAX_BUFFERED) {
-          response.destroy();
-          end();
-        }
-      };
+      const write = eventWriter(response, () => ended, end);
       this.#open.set(response, end);
       response.once("close", end);
 
@@ -262,14 +254,7 @@ export class LogModule implements DashboardModule {
           skipped = newer.length === lines.lines.length && lines.more;
           lines = { lines: newer, more: lines.more };
         }
-        response.writeHead(200, {
-          "Content-Type": "text/event-stream; charset=utf-8",
-          "Cache-Control": "no-store",
-          Connection: "keep-alive",
-          "X-Accel-Buffering": "no", // nginx: pass events on at once
-          "X-Content-Type-Options": "nosniff",
-        });
-        write(`retry: ${this.options.retry}\n\n`);
+        openEvents(response, write, this.options.retry);
         const oldest = lines.lines[lines.lines.length - 1];
         if (skipped && oldest !== undefined) {
           const data = { after: formatPosition(resumeAfter!), before: formatPosition(oldest.position) };
