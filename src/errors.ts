@@ -13,6 +13,8 @@ export const ErrorCode = {
   log: "ELOG",
   sink: "ESINK",
   leaseLost: "ELEASELOST",
+  fenced: "EFENCED",
+  serverDead: "ESERVERDEAD",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -59,6 +61,21 @@ export class ConnectionClosedError extends MemipcError {
   }
 }
 
+/**
+ * The server a key maps to is marked dead (it failed several times in a row) and the client fails fast
+ * instead of waiting: nothing was sent. A ConnectionClosedError too, so code that retries on a closed
+ * connection retries on this as well. With the pool's failover on, keys move to the next server instead.
+ */
+export class ServerDeadError extends ConnectionClosedError {
+  override readonly code: ErrorCode = ErrorCode.serverDead;
+  /** The server, as host:port. */
+  readonly server: string;
+  constructor(message: string, options: { cause?: unknown; server: string }) {
+    super(message, options);
+    this.server = options.server;
+  }
+}
+
 export class TimeoutError extends MemipcError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.timeout, message, options);
@@ -87,6 +104,17 @@ export class OverloadError extends MemipcError {
 export class LeaseLostError extends MemipcError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.leaseLost, message, options);
+  }
+}
+
+/**
+ * A newer holder of the same lease has taken over the output (a sink's files, the stats database): the
+ * output refuses this process's writes, so a process that was paused past its lease cannot write after its
+ * successor. Stop work; the process may stand by again.
+ */
+export class FencedError extends MemipcError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.fenced, message, options);
   }
 }
 

@@ -1,7 +1,14 @@
 // One pipelined connection to one memcached server: requests are written back to back (one socket write per
 // tick), replies are matched to them in order, and every failure becomes a typed error naming the server.
 import net from "node:net";
-import { ConnectionClosedError, MemipcError, OverloadError, ProtocolError, TimeoutError } from "../errors.js";
+import {
+  ConnectionClosedError,
+  MemipcError,
+  OverloadError,
+  ProtocolError,
+  ServerDeadError,
+  TimeoutError,
+} from "../errors.js";
 import { ReplyParser, replyError, type RawValueReceiver, type ReplyFrame } from "../protocol/reply-parser.js";
 import type { Encoded } from "../protocol/request-encoder.js";
 
@@ -102,9 +109,10 @@ export class ServerConnection {
     }
     if (this.dead) {
       return Promise.reject(
-        new ConnectionClosedError(
+        new ServerDeadError(
           `${command} to ${this.name}: the server is marked dead after ${this.options.failuresBeforeDead} failures in a row; ` +
             `it is retried in ${Math.max(0, this.#deadUntil - Date.now())} ms (check that memcached runs there)`,
+          { server: this.name },
         ),
       );
     }

@@ -95,7 +95,20 @@ export interface DrainerOptions extends Partial<StreamAddress> {
   onCommit: ((commit: Commit) => void) | undefined;
   /** Called when a step fails and will be retried (the error is also kept in metrics). */
   onError: ((error: Error) => void) | undefined;
+  /** Publish metrics in memcached for other nodes (default true; a partition's drainer leaves it to the whole). */
+  publish: boolean;
   clock: () => number;
+}
+
+/** What runs a stream's draining, partitioned or not: the CLI, the daemon and the dashboard use this. */
+export interface LogDrainer {
+  readonly address: StreamAddress;
+  readonly owner: string;
+  readonly metrics: DrainerMetrics;
+  /** See Drainer.caughtUp. */
+  caughtUp(): boolean;
+  /** Stands by for the lease, drains while holding it; resolves once `signal` aborts and work has settled. */
+  run(signal?: AbortSignal): Promise<void>;
 }
 
 export interface DrainerMetrics {
@@ -175,7 +188,7 @@ interface Watched {
   until: number;
 }
 
-export class Drainer {
+export class Drainer implements LogDrainer {
   readonly address: StreamAddress;
   readonly options: DrainerOptions;
   readonly owner: string;
@@ -241,6 +254,7 @@ export class Drainer {
       maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
       onCommit: options.onCommit,
       onError: options.onError,
+      publish: options.publish ?? true,
       clock: options.clock ?? Date.now,
     };
     const o = this.options;
@@ -848,6 +862,7 @@ export class Drainer {
   }
 
   async #maybePublish(): Promise<void> {
+    if (!this.options.publish) return;
     const now = this.options.clock();
     if (now - this.#lastPublish < PUBLISH_EVERY) return;
     this.#lastPublish = now;

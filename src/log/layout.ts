@@ -36,7 +36,15 @@ export interface StreamAddress {
   namespace: string;
   stream: string;
   seed: SeedNames;
+  /**
+   * Which partition of the stream (default layout): 0 uses the stream's own keys, so a stream that grows from
+   * one partition to several keeps its first; partition p ≥ 1 puts `p<p>` after the stream name.
+   */
+  partition: number;
 }
+
+/** Partitions a stream may have: each has its own counter, so appends spread over a pool's servers. */
+export const MAX_PARTITIONS = 256;
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
@@ -46,6 +54,7 @@ export function streamAddress(options: Partial<StreamAddress> = {}): StreamAddre
     namespace: options.namespace ?? DEFAULT_NAMESPACE,
     stream: options.stream ?? DEFAULT_STREAM,
     seed: { ...DEFAULT_SEED_NAMES, ...options.seed },
+    partition: options.partition ?? 0,
   };
   if (address.layout !== Layout.default && address.layout !== Layout.seed) {
     throw new ConfigError(`layout "${String(address.layout)}" is not known: use "default" or "seed"`);
@@ -58,21 +67,51 @@ export function streamAddress(options: Partial<StreamAddress> = {}): StreamAddre
       throw new ConfigError(`${what} "${value}" must be 1 to 64 letters, digits, "_", "." or "-"`);
     }
   }
+  const { partition } = address;
+  if (!Number.isInteger(partition) || partition < 0 || partition >= MAX_PARTITIONS) {
+    throw new ConfigError(`partition ${partition} must be a whole number from 0 to ${MAX_PARTITIONS - 1}`);
+  }
+  if (partition > 0 && address.layout === Layout.seed) {
+    throw new ConfigError(
+      "the seed layout has one counter (Counter) and cannot be partitioned: use the default layout for partitions",
+    );
+  }
   return address;
+}
+
+/** The same stream's address for partition `partition`. */
+export function partitionAddress(address: StreamAddress, partition: number): StreamAddress {
+  return streamAddress({ ...address, partition });
+}
+
+/** Checks a partition count (producers' and drainer's `partitions`). */
+export function checkPartitions(partitions: number, layout: Layout = Layout.default): void {
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+    throw new ConfigError(`partitions ${partitions} must be a whole number from 1 to ${MAX_PARTITIONS}`);
+  }
+  if (partitions > 1 && layout === Layout.seed) {
+    throw new ConfigError(
+      "the seed layout has one counter (Counter) and cannot be partitioned: use --partitions 1 or the default layout",
+    );
+  }
+}
+
+/** What every default-layout key of the stream's partition starts with. */
+function base(address: StreamAddress): string {
+  const { namespace, stream, partition } = address;
+  return partition === 0 ? `${namespace}:log:${stream}` : `${namespace}:log:${stream}:p${partition}`;
 }
 
 /** The counter producers increment. */
 export function headKey(address: StreamAddress): string {
-  return address.layout === Layout.seed
-    ? address.seed.counter
-    : `${address.namespace}:log:${address.stream}:head`;
+  return address.layout === Layout.seed ? address.seed.counter : `${base(address)}:head`;
 }
 
 /** The key an entry is stored under. The seed layout has no epochs (pass 0). */
 export function entryKey(address: StreamAddress, epoch: number, seq: number): string {
   return address.layout === Layout.seed
     ? `${address.seed.entryPrefix}${seq}`
-    : `${address.namespace}:log:${address.stream}:${epoch}:${seq}`;
+    : `${base(address)}:${epoch}:${seq}`;
 }
 
 /**
@@ -80,7 +119,7 @@ export function entryKey(address: StreamAddress, epoch: number, seq: number): st
  * counter: tells the drainer that the epoch ended by rollover, so every number up to the limit was handed out.
  */
 export function rolledKey(address: StreamAddress, epoch: number): string {
-  return `${address.namespace}:log:${address.stream}:rolled:${epoch}`;
+  return `${base(address)}:rolled:${epoch}`;
 }
 
 /** Where the active drainer publishes its metrics (JSON), for dashboards on any node. */

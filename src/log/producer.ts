@@ -1,17 +1,21 @@
-// Appending to a log stream: reserve sequence numbers with one increment, then store each entry under its
-// number with `add`. Appends made in the same tick share one reservation and go out pipelined.
+// Appending to a log stream: pick the entry's partition, reserve sequence numbers on that partition's counter
+// with one increment, then store each entry under its number with `add`. Appends made in the same tick to
+// the same partition share one reservation and go out pipelined.
 import { hostname } from "node:os";
+import { crc32 } from "node:zlib";
 import type { Client } from "../client/index.js";
 import { ClientError, ConfigError, LogError } from "../errors.js";
 import {
   Layout,
   MAX_LIMIT,
+  checkPartitions,
   encodeEntry,
   entryKey,
   headKey,
   headValue,
   newEpoch,
   nextEpoch,
+  partitionAddress,
   rolledKey,
   splitHead,
   streamAddress,
@@ -21,9 +25,27 @@ import {
 export const DEFAULT_ENTRY_TTL = 0; // seconds; 0 keeps entries until the drainer deletes them
 export const RESERVE_ATTEMPTS = 64; // tries to reserve numbers while the counter is being recreated or rolled
 
+/** How a producer picks the partition of an entry appended without a key. */
+export const PartitionBy = {
+  /** Every entry of this producer goes to the partition of its node name: one node's entries keep their order. */
+  node: "node",
+  /** Entries take the partitions in turn: one busy producer spreads its appends over all of them. */
+  roundRobin: "round-robin",
+} as const;
+export type PartitionBy = (typeof PartitionBy)[keyof typeof PartitionBy];
+
+/** The partition of a key among `partitions`: CRC-32 (zlib's, of the key's UTF-8 bytes) modulo the count. */
+export function partitionOf(key: string, partitions: number): number {
+  return partitions === 1 ? 0 : crc32(key) % partitions;
+}
+
 export interface ProducerOptions extends Partial<StreamAddress> {
   /** This node's name, recorded with each entry. Default: the host name. */
   node: string;
+  /** Partitions of the stream (default 1); the drainer must drain at least as many. */
+  partitions: number;
+  /** How entries appended without a key pick their partition (default: by node). */
+  partitionBy: PartitionBy;
   /** Largest sequence number before the counter rolls to a new epoch (default layout only). */
   limit: number;
   /** TTL of stored entries, in seconds (memcached's rules); 0 never expires. */
@@ -32,10 +54,16 @@ export interface ProducerOptions extends Partial<StreamAddress> {
   clock: () => number;
 }
 
-/** Where an appended entry went: its epoch (0 in the seed layout) and sequence number. */
+/** Where an appended entry went: its partition, epoch (0 in the seed layout) and sequence number. */
 export interface Appended {
+  partition: number;
   epoch: number;
   seq: number;
+}
+
+export interface AppendOptions {
+  /** Places the entry by this key (partitionOf): entries with the same key keep their order. */
+  key?: string;
 }
 
 /** An entry with the number it will be stored under. */
@@ -55,12 +83,10 @@ export class LogProducer {
   readonly address: StreamAddress;
   readonly options: ProducerOptions;
   readonly #client: Client;
-  #queue: Waiting[] = [];
-  #scheduled = false;
-  /** A reservation is out: new appends wait for the next block. */
-  #reserving = false;
-  /** The last epoch this producer marked as rolled over. */
-  #marked = 0;
+  readonly #partitions: PartitionAppender[];
+  /** The partition of this producer's node name. */
+  readonly #nodePartition: number;
+  #turn = 0;
 
   constructor(client: Client, options: Partial<ProducerOptions> = {}) {
     this.#client = client;
@@ -69,36 +95,50 @@ export class LogProducer {
       ...options,
       ...this.address,
       node: options.node ?? hostname(),
+      partitions: options.partitions ?? 1,
+      partitionBy: options.partitionBy ?? PartitionBy.node,
       limit: options.limit ?? MAX_LIMIT,
       entryTtl: options.entryTtl ?? DEFAULT_ENTRY_TTL,
       clock: options.clock ?? Date.now,
     };
-    const { limit } = this.options;
+    const { limit, partitions, partitionBy } = this.options;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
       throw new ConfigError(`limit ${limit} must be a whole number from 1 to ${MAX_LIMIT}`);
     }
+    checkPartitions(partitions, this.address.layout);
+    if (partitionBy !== PartitionBy.node && partitionBy !== PartitionBy.roundRobin) {
+      throw new ConfigError(`partitionBy "${String(partitionBy)}" is not known: use "node" or "round-robin"`);
+    }
+    this.#partitions = Array.from(
+      { length: partitions },
+      (_, p) => new PartitionAppender(client, partitionAddress(this.address, p), this.options),
+    );
+    this.#nodePartition = partitionOf(this.options.node, partitions);
   }
 
-  /** Appends one entry; resolves with its sequence number once it is stored. */
-  append(data: unknown): Promise<Appended> {
+  /** Appends one entry; resolves with its partition and sequence number once it is stored. */
+  append(data: unknown, options: AppendOptions = {}): Promise<Appended> {
     let value: string;
     try {
       value = this.#encode(data);
     } catch (error) {
       return Promise.reject(error);
     }
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ value, resolve, reject });
-      if (!this.#scheduled && !this.#reserving) {
-        this.#scheduled = true;
-        queueMicrotask(() => void this.#flush());
-      }
-    });
+    return this.#partitions[this.#pick(options.key)]!.append(value);
   }
 
-  /** Appends several entries with one reservation; they get consecutive numbers unless the counter rolls. */
-  appendMany(data: readonly unknown[]): Promise<Appended[]> {
-    return Promise.all(data.map((entry) => this.append(entry)));
+  /** Appends several entries; those that share a partition share one reservation and get consecutive numbers. */
+  appendMany(data: readonly unknown[], options: AppendOptions = {}): Promise<Appended[]> {
+    return Promise.all(data.map((entry) => this.append(entry, options)));
+  }
+
+  #pick(key: string | undefined): number {
+    const count = this.#partitions.length;
+    if (count === 1) return 0;
+    if (key !== undefined) return partitionOf(key, count);
+    if (this.options.partitionBy === PartitionBy.node) return this.#nodePartition;
+    this.#turn = (this.#turn + 1) % count;
+    return this.#turn;
   }
 
   #encode(data: unknown): string {
@@ -115,6 +155,36 @@ export class LogProducer {
       );
     }
     return value;
+  }
+}
+
+/** One partition's appends: group commit on its counter, stores under its keys. */
+class PartitionAppender {
+  readonly address: StreamAddress;
+  readonly options: ProducerOptions;
+  readonly #client: Client;
+  #queue: Waiting[] = [];
+  #scheduled = false;
+  /** A reservation is out: new appends wait for the next block. */
+  #reserving = false;
+  /** The last epoch this producer marked as rolled over. */
+  #marked = 0;
+
+  constructor(client: Client, address: StreamAddress, options: ProducerOptions) {
+    this.#client = client;
+    this.address = address;
+    this.options = options;
+  }
+
+  /** Queues an encoded entry for the next block. */
+  append(value: string): Promise<Appended> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ value, resolve, reject });
+      if (!this.#scheduled && !this.#reserving) {
+        this.#scheduled = true;
+        queueMicrotask(() => void this.#flush());
+      }
+    });
   }
 
   /**
@@ -167,7 +237,7 @@ export class LogProducer {
     }
     for (let i = 0; i < placed.length; i++) {
       const { waiting, epoch, seq } = placed[i]!;
-      if (stored[i]) waiting.resolve({ epoch, seq });
+      if (stored[i]) waiting.resolve({ partition: this.address.partition, epoch, seq });
       else {
         waiting.reject(
           new LogError(

@@ -31,6 +31,8 @@ import { ConfigError, SinkError } from "../errors.js";
 /** One log entry, as the drainer hands it over. `late`: it arrived after its gap was written. */
 export interface EntryRecord {
   kind: "entry";
+  /** The stream's partition (a partitioned sink only; 0 when absent). */
+  part?: number;
   epoch: number;
   seq: number;
   /** When the producer appended it, in ms since the Unix epoch. */
@@ -48,6 +50,8 @@ export interface EntryRecord {
 /** Sequence numbers `from`..`to` (inclusive) of `epoch` that will never be written. */
 export interface GapRecord {
   kind: "gap";
+  /** The stream's partition (a partitioned sink only; 0 when absent). */
+  part?: number;
   epoch: number;
   from: number;
   to: number;
@@ -65,6 +69,11 @@ export interface Cursor {
   seq: number;
 }
 
+/** A position in one partition of the stream (recent() reports them with their partition). */
+export interface PartCursor extends Cursor {
+  part: number;
+}
+
 export const SinkFormat = { jsonl: "jsonl", raw: "raw" } as const;
 export type SinkFormat = (typeof SinkFormat)[keyof typeof SinkFormat];
 
@@ -80,6 +89,11 @@ export type FsyncPolicy = "batch" | "never" | { everyMs: number };
 export interface FileSinkOptions {
   /** File name prefix: `<stream>-<YYYY-MM-DD>[.<n>].<jsonl|log>`. Letters, digits, `_`, `-`, `.`. */
   stream?: string;
+  /**
+   * The stream has partitions: every record names its `part`, and the sink keeps a cursor per partition
+   * (records of different partitions interleave; within a partition the order rule holds).
+   */
+  partitioned?: boolean;
   format?: SinkFormat;
   fsync?: FsyncPolicy;
   /** A file is closed before a record would take it over this size, in bytes; a larger record gets a file alone. */
@@ -90,7 +104,10 @@ export interface FileSinkOptions {
 
 /** What a resolved `write` reports. `cursor` is the durable cursor after this batch. */
 export interface Commit {
+  /** Partition 0's (the only one of an unpartitioned sink). */
   cursor: Cursor | undefined;
+  /** Every partition's durable cursor (a partitioned sink). */
+  cursors: ReadonlyMap<number, Cursor>;
   records: number;
   bytes: number;
   /** The file the batch ended in (absolute path); undefined for an empty batch before any file. */
@@ -101,9 +118,9 @@ export interface Commit {
 /** What `recent()` reads back from the end of the output. */
 export interface RecentRecords {
   gaps: GapRecord[];
-  late: Cursor[];
+  late: PartCursor[];
   /** The last entries written, oldest first; undefined for raw lines. */
-  entries: Cursor[] | undefined;
+  entries: PartCursor[] | undefined;
 }
 
 /** Counters since `open` (committed records only). */
@@ -126,10 +143,13 @@ const RECENT_BYTES = 8 * 1024 * 1024; // bytes read back by recent()
 const RECENT_ENTRIES = 50_000; // positions of the last entries recent() returns
 const RECOVERY_WINDOW = 64 * 1024; // bytes read at a time from the end of a file while recovering
 const MAX_FILES_PER_DAY = 100_000; // bounds the search for a free file name
+/** Records of a partitioned sink between checkpoints: recovery reads back at most about this many. */
+export const CHECKPOINT_EVERY = 100_000;
 
 export function defaultOptions(): Required<FileSinkOptions> {
   return {
     stream: DEFAULT_STREAM,
+    partitioned: false,
     format: SinkFormat.jsonl,
     fsync: DEFAULT_FSYNC,
     maxBytes: DEFAULT_MAX_BYTES,
@@ -156,11 +176,17 @@ export function defaultOptions(): Required<FileSinkOptions> {
  * Within an epoch, records appear in position order (seq of entries, `to` of gaps), except late entries.
  * Epochs follow one another in the order the drainer met them: they are random numbers (a counter recreated
  * after a reset must never reuse an earlier epoch's keys), so their values say nothing about order.
+ *
+ * A partitioned stream's records start with `"part":N`, and the rules above hold per partition. Its files
+ * also hold checkpoints, `{"checkpoint":{"0":{"epoch":3,"seq":12},…},"time":"…","ms":…}`: where each
+ * partition stood before the next line, so that recovery need not read back to an idle partition's last
+ * record.
  */
 export function formatJsonLine(record: SinkRecord, now: number): string {
+  const part = record.part === undefined ? "" : `"part":${record.part},`;
   if (record.kind === "gap") {
     const { epoch, from, to, reason } = record;
-    return `${JSON.stringify({ epoch, time: iso(now), ms: now, gap: { from, to, reason } })}\n`;
+    return `{${part}${JSON.stringify({ epoch, time: iso(now), ms: now, gap: { from, to, reason } }).slice(1)}\n`;
   }
   // Built by hand, in the order above: this runs once per entry on the drainer's hot path.
   const data = record.dataJson ?? JSON.stringify(record.data === undefined ? null : record.data);
@@ -168,7 +194,16 @@ export function formatJsonLine(record: SinkRecord, now: number): string {
   const node = NODE_CACHE.node === record.node ? NODE_CACHE.json : cacheNode(record.node);
   const late = record.late === true ? ',"late":true' : "";
   const time = record.time === TIME_CACHE.ms ? TIME_CACHE.text : cacheTime(record.time);
-  return `{"seq":${record.seq},"epoch":${record.epoch}${time},"node":${node},"data":${data}${late}}\n`;
+  return `{${part}"seq":${record.seq},"epoch":${record.epoch}${time},"node":${node},"data":${data}${late}}\n`;
+}
+
+/** A checkpoint line of a partitioned stream (see formatJsonLine). */
+export function formatCheckpoint(positions: ReadonlyMap<number, Cursor>, now: number): string {
+  const checkpoint: Record<string, Cursor> = {};
+  for (const [part, { epoch, seq }] of [...positions].sort((a, b) => a[0] - b[0])) {
+    checkpoint[part] = { epoch, seq };
+  }
+  return `${JSON.stringify({ checkpoint, time: iso(now), ms: now })}\n`;
 }
 
 /** The last node name written, as JSON: consecutive entries usually come from few nodes. */
@@ -218,13 +253,15 @@ class LineEncoder {
 /**
  * Raw lines: an entry is its data as text (a string as is, anything else as JSON), `\r` and `\n` inside it
  * written as the two characters `\r`, `\n`; late entries look like any other. A gap is the line
- * `#memipc gap epoch=3 from=13 to=15 reason=hole-timeout time=2026-11-24T10:00:00.000Z` (data starting with
- * `#memipc gap ` reads the same: raw lines trade exactness for compatibility with line-based tools).
+ * `#memipc gap epoch=3 from=13 to=15 reason=hole-timeout time=2026-11-24T10:00:00.000Z`, with `part=N `
+ * before `epoch=` in a partitioned stream (data starting with `#memipc gap ` reads the same: raw lines trade
+ * exactness for compatibility with line-based tools).
  */
 export function formatRawLine(record: SinkRecord, now: number): string {
   if (record.kind === "gap") {
     const { epoch, from, to, reason } = record;
-    return `#memipc gap epoch=${epoch} from=${from} to=${to} reason=${reason} time=${iso(now)}\n`;
+    const part = record.part === undefined ? "" : `part=${record.part} `;
+    return `#memipc gap ${part}epoch=${epoch} from=${from} to=${to} reason=${reason} time=${iso(now)}\n`;
   }
   const text = typeof record.data === "string" ? record.data : JSON.stringify(record.data ?? null);
   return `${text.replace(/\r/g, "\\r").replace(/\n/g, "\\n")}\n`;
@@ -235,8 +272,13 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
+/** What a JSON line of the sink says about positions. */
+type ParsedLine =
+  | { kind: "record"; part: number; cursor: Cursor; late: boolean }
+  | { kind: "checkpoint"; positions: Map<number, Cursor> };
+
 /** The position a JSON line records, or undefined if it is not one of ours (torn, garbage). */
-function parseJsonLine(line: string): { cursor: Cursor; late: boolean } | undefined {
+function parseJsonLine(line: string): ParsedLine | undefined {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -244,11 +286,28 @@ function parseJsonLine(line: string): { cursor: Cursor; late: boolean } | undefi
     return undefined;
   }
   if (typeof value !== "object" || value === null) return undefined;
-  const v = value as { epoch?: unknown; seq?: unknown; late?: unknown; gap?: { to?: unknown } };
-  if (!isCount(v.epoch)) return undefined;
-  if (isCount(v.seq)) return { cursor: { epoch: v.epoch, seq: v.seq }, late: v.late === true };
+  const v = value as {
+    part?: unknown;
+    epoch?: unknown;
+    seq?: unknown;
+    late?: unknown;
+    gap?: { to?: unknown };
+    checkpoint?: unknown;
+  };
+  if (typeof v.checkpoint === "object" && v.checkpoint !== null) {
+    const positions = new Map<number, Cursor>();
+    for (const [part, at] of Object.entries(v.checkpoint as Record<string, Partial<Cursor> | null>)) {
+      if (!/^\d+$/.test(part) || !isCount(at?.epoch) || !isCount(at.seq)) return undefined;
+      positions.set(Number(part), { epoch: at.epoch, seq: at.seq });
+    }
+    return { kind: "checkpoint", positions };
+  }
+  const part = v.part === undefined ? 0 : v.part;
+  if (!isCount(v.epoch) || !isCount(part)) return undefined;
+  if (isCount(v.seq))
+    return { kind: "record", part, cursor: { epoch: v.epoch, seq: v.seq }, late: v.late === true };
   if (typeof v.gap === "object" && v.gap !== null && isCount(v.gap.to)) {
-    return { cursor: { epoch: v.epoch, seq: v.gap.to }, late: false };
+    return { kind: "record", part, cursor: { epoch: v.epoch, seq: v.gap.to }, late: false };
   }
   return undefined;
 }
@@ -343,7 +402,8 @@ interface Mark {
 }
 
 interface Waiter {
-  cursor: Cursor | undefined;
+  /** Every partition's position after the batch. */
+  positions: Map<number, Cursor>;
   file: SinkFileName;
   size: number;
   /** The batch's records by kind (counted at append: the records themselves are not kept until the fsync). */
@@ -358,6 +418,8 @@ interface CursorFile {
   seq: number | null;
   file: string | null;
   bytes: number;
+  /** A partitioned stream's positions by partition (epoch and seq above are partition 0's). */
+  partitions?: Record<string, Cursor>;
 }
 
 /** Opens (creating the folder) and recovers a file sink; see the top of this file for the guarantees. */
@@ -370,6 +432,7 @@ export async function openFileSink(dir: string, options: FileSinkOptions = {}): 
 export class FileSink {
   readonly dir: string;
   readonly stream: string;
+  readonly partitioned: boolean;
   readonly format: SinkFormat;
   readonly fsync: FsyncPolicy;
   readonly maxBytes: number;
@@ -386,9 +449,13 @@ export class FileSink {
   #broken = false;
   #newFolderEntry = false;
 
-  /** Position of the last record appended (maybe not yet durable) and the last durable one. */
-  #appended: Cursor | undefined;
-  #durable: Cursor | undefined;
+  /** Position of the last record appended (maybe not yet durable) and the last durable one, by partition. */
+  #appended = new Map<number, Cursor>();
+  #durable = new Map<number, Cursor>();
+  /** Records appended since the last checkpoint line (a partitioned sink writes one after open). */
+  #sinceCheckpoint = Infinity;
+  /** Bumped by every roll-back: a write made for an earlier generation is refused (see write). */
+  #generation = 0;
   #waiters: Waiter[] = [];
   /** The batch being appended, as bytes (one batch at a time: appends run one after another). */
   readonly #encoder = new LineEncoder();
@@ -433,6 +500,7 @@ export class FileSink {
     }
     this.dir = dir;
     this.stream = o.stream;
+    this.partitioned = o.partitioned === true;
     this.format = o.format;
     this.fsync = f;
     this.maxBytes = o.maxBytes;
@@ -441,9 +509,24 @@ export class FileSink {
     this.#cursorPath = join(dir, `${o.stream}.cursor`);
   }
 
-  /** The last durable position: the drainer may delete memcached entries up to it, not beyond. */
-  cursor(): Cursor | undefined {
-    return this.#durable === undefined ? undefined : { ...this.#durable };
+  /** The last durable position (of `part`): the drainer may delete memcached entries up to it, not beyond. */
+  cursor(part = 0): Cursor | undefined {
+    const at = this.#durable.get(part);
+    return at === undefined ? undefined : { ...at };
+  }
+
+  /** Every partition's last durable position. */
+  cursors(): Map<number, Cursor> {
+    return new Map(this.#durable);
+  }
+
+  /**
+   * Counts the roll-backs so far. A writer that pipelines batches of several partitions passes the
+   * generation it saw as `write`'s `generation`: after a failure, batches queued behind the failed one are
+   * refused instead of being written after a hole.
+   */
+  get generation(): number {
+    return this.#generation;
   }
 
   get metrics(): FileSinkMetrics {
@@ -460,14 +543,23 @@ export class FileSink {
    * before, `null` for none). A writer that pipelines batches passes it, so that when one batch fails, the
    * batches already queued behind it are refused instead of being written after a hole.
    */
-  write(records: readonly SinkRecord[], options: { after?: Cursor | null } = {}): Promise<Commit> {
+  write(
+    records: readonly SinkRecord[],
+    options: { after?: Cursor | null; generation?: number } = {},
+  ): Promise<Commit> {
     if (this.#closed) return Promise.reject(new SinkError(`file sink: ${this.dir} is closed; open it again`));
     return new Promise<Commit>((resolve, reject) => {
       this.#enqueue(async () => {
         try {
-          if (options.after !== undefined) {
+          if (options.after !== undefined || options.generation !== undefined) {
             if (this.#broken) await this.#rollBack();
-            this.#checkFollows(options.after);
+            if (options.after !== undefined) this.#checkFollows(options.after);
+            if (options.generation !== undefined && options.generation !== this.#generation) {
+              throw new SinkError(
+                `file sink: batch of generation ${options.generation} refused, the output was rolled back to ` +
+                  `its cursor since (generation ${this.#generation}): resend from the cursor`,
+              );
+            }
           }
           await this.#append([...records], resolve, reject);
         } catch (error) {
@@ -487,8 +579,8 @@ export class FileSink {
    */
   async recent(sinceMs: number): Promise<RecentRecords> {
     const gaps: GapRecord[] = [];
-    const late: Cursor[] = [];
-    const entries: Cursor[] = [];
+    const late: PartCursor[] = [];
+    const entries: PartCursor[] = [];
     const files = await this.#io("list", this.dir, () => listSinkFiles(this.dir, this.stream, this.#ext));
     let budget = RECENT_BYTES;
     const texts: string[] = [];
@@ -503,10 +595,12 @@ export class FileSink {
         if (line === "") continue;
         if (this.format === "raw") {
           const gap = parseRawGap(line);
-          if (gap !== undefined && gap.ms >= sinceMs) gaps.push(gap.record);
+          if (gap !== undefined && gap.ms >= sinceMs && this.#mine(gap.record.part ?? 0))
+            gaps.push(gap.record);
           continue;
         }
         let value: {
+          part?: unknown;
           epoch?: unknown;
           seq?: unknown;
           ms?: unknown;
@@ -518,15 +612,18 @@ export class FileSink {
         } catch {
           continue; // the cut first line of a window
         }
-        if (!isCount(value.epoch)) continue;
+        const part = value.part ?? 0;
+        if (!isCount(value.epoch) || !isCount(part) || !this.#mine(part)) continue;
         const gap = value.gap;
         if (gap !== undefined) {
           if (isCount(gap.from) && isCount(gap.to) && isCount(value.ms) && value.ms >= sinceMs) {
             const reason = gap.reason as GapReason;
-            gaps.push({ kind: "gap", epoch: value.epoch, from: gap.from, to: gap.to, reason });
+            const record: GapRecord = { kind: "gap", epoch: value.epoch, from: gap.from, to: gap.to, reason };
+            if (this.partitioned) record.part = part;
+            gaps.push(record);
           }
         } else if (isCount(value.seq)) {
-          (value.late === true ? late : entries).push({ epoch: value.epoch, seq: value.seq });
+          (value.late === true ? late : entries).push({ part, epoch: value.epoch, seq: value.seq });
         }
       }
     }
@@ -535,6 +632,11 @@ export class FileSink {
       late,
       entries: this.format === "jsonl" ? entries.slice(-RECENT_ENTRIES) : undefined,
     };
+  }
+
+  /** Whether records of `part` are this sink's: an unpartitioned sink reads partition 0's only. */
+  #mine(part: number): boolean {
+    return this.partitioned || part === 0;
   }
 
   /** Writes what is pending durably and closes the files. */
@@ -563,9 +665,10 @@ export class FileSink {
       throw ioError("create the output folder", this.dir, error);
     }
     const files = await this.#io("list", this.dir, () => listSinkFiles(this.dir, this.stream, this.#ext));
-    const cursor = this.format === "jsonl" ? await this.#recoverJsonl(files) : await this.#recoverRaw(files);
-    this.#appended = cursor;
-    this.#durable = cursor;
+    const positions =
+      this.format === "jsonl" ? await this.#recoverJsonl(files) : await this.#recoverRaw(files);
+    this.#appended = positions;
+    this.#durable = new Map(positions);
     const newest = files[files.length - 1];
     if (newest !== undefined) {
       const path = join(this.dir, newest.name);
@@ -575,16 +678,31 @@ export class FileSink {
     }
   }
 
-  async #recoverJsonl(files: SinkFileName[]): Promise<Cursor | undefined> {
+  /**
+   * Reads back from the end of the newest file (older ones after it) to each partition's last non-late
+   * record: an unpartitioned sink stops at partition 0's; a partitioned one at a checkpoint, which gives the
+   * partitions not met after it.
+   */
+  async #recoverJsonl(files: SinkFileName[]): Promise<Map<number, Cursor>> {
+    const found = new Map<number, Cursor>();
+    const visit = (line: ParsedLine): boolean => {
+      if (line.kind === "checkpoint") {
+        for (const [part, at] of line.positions)
+          if (this.#mine(part) && !found.has(part)) found.set(part, at);
+        return this.partitioned || found.has(0);
+      }
+      if (line.late || !this.#mine(line.part) || found.has(line.part)) return false;
+      found.set(line.part, line.cursor);
+      return !this.partitioned;
+    };
     for (let i = files.length - 1; i >= 0; i--) {
       const path = join(this.dir, files[i]!.name);
-      const found = await this.#io("recover", path, () => recoverJsonlFile(path));
-      if (found !== undefined) return found;
+      if (await this.#io("recover", path, () => recoverJsonlFile(path, visit))) break;
     }
-    return undefined;
+    return found;
   }
 
-  async #recoverRaw(files: SinkFileName[]): Promise<Cursor | undefined> {
+  async #recoverRaw(files: SinkFileName[]): Promise<Map<number, Cursor>> {
     let saved: CursorFile;
     try {
       saved = parseCursorFile(await readFile(this.#cursorPath, "utf8"), this.#cursorPath);
@@ -633,7 +751,15 @@ export class FileSink {
       }
       if (size > keep) await this.#io("truncate", path, () => truncateDurably(path, keep));
     }
-    return saved.epoch === null || saved.seq === null ? undefined : { epoch: saved.epoch, seq: saved.seq };
+    const positions = new Map<number, Cursor>();
+    if (saved.partitions !== undefined) {
+      for (const [part, at] of Object.entries(saved.partitions)) {
+        if (this.#mine(Number(part))) positions.set(Number(part), { epoch: at.epoch, seq: at.seq });
+      }
+    } else if (saved.epoch !== null && saved.seq !== null) {
+      positions.set(0, { epoch: saved.epoch, seq: saved.seq });
+    }
+    return positions;
   }
 
   async #saveCursor(saved: CursorFile, durably: boolean): Promise<void> {
@@ -663,7 +789,7 @@ export class FileSink {
   }
 
   #checkFollows(after: Cursor | null): void {
-    const at = this.#appended;
+    const at = this.#appended.get(0);
     const same =
       at === undefined ? after === null : after !== null && after.epoch === at.epoch && after.seq === at.seq;
     if (!same) {
@@ -682,8 +808,7 @@ export class FileSink {
     if (this.#broken) await this.#rollBack();
     const now = this.#now();
     // Check and encode the whole batch before touching a file: a bad record writes nothing.
-    let epoch = this.#appended?.epoch;
-    let seq = this.#appended?.seq ?? 0;
+    const positions = new Map(this.#appended);
     const out = this.#encoder;
     out.length = 0;
     const jsonl = this.format === "jsonl";
@@ -691,28 +816,40 @@ export class FileSink {
     let lates = 0;
     /** Where each line ends in `out`. */
     const ends: number[] = [];
+    const checkpoint = this.partitioned && jsonl && this.#sinceCheckpoint >= CHECKPOINT_EVERY;
+    if (checkpoint && positions.size > 0) {
+      out.text(formatCheckpoint(positions, now));
+      ends.push(out.length);
+    }
     for (const record of records) {
       const atEpoch = record.epoch;
       const atSeq = record.kind === "gap" ? record.to : record.seq;
+      const part = record.part ?? (this.partitioned ? undefined : 0);
       if (!isCount(atEpoch) || !isCount(atSeq) || (record.kind === "gap" && !isCount(record.from))) {
         throw new SinkError(
           `file sink: record ${JSON.stringify({ epoch: atEpoch, seq: atSeq })} has a position that is not a whole number`,
         );
       }
+      if (!isCount(part) || !this.#mine(part)) {
+        throw new SinkError(
+          this.partitioned
+            ? `file sink: record at epoch ${atEpoch} seq ${atSeq} names no partition (part) in a partitioned sink`
+            : `file sink: record of partition ${String(part)} in a sink that is not partitioned: open it with partitioned: true`,
+        );
+      }
       const late = record.kind === "entry" && record.late === true;
       if (record.kind === "gap") gaps++;
       else if (late) lates++;
-      const sameEpoch = epoch !== undefined && atEpoch === epoch;
-      if (late ? sameEpoch && atSeq > seq : sameEpoch && atSeq <= seq) {
+      const at = positions.get(part);
+      const sameEpoch = at !== undefined && atEpoch === at.epoch;
+      if (late ? sameEpoch && atSeq > at.seq : sameEpoch && atSeq <= at.seq) {
+        const where = this.partitioned ? ` of partition ${part}` : "";
         throw new SinkError(
-          `file sink: record at epoch ${atEpoch} seq ${atSeq} is out of order (last written: epoch ` +
-            `${epoch} seq ${epoch === undefined ? undefined : seq}); only late entries may go back, and they may not go forward`,
+          `file sink: record${where} at epoch ${atEpoch} seq ${atSeq} is out of order (last written: epoch ` +
+            `${at?.epoch} seq ${at?.seq}); only late entries may go back, and they may not go forward`,
         );
       }
-      if (!late) {
-        epoch = atEpoch;
-        seq = atSeq;
-      }
+      if (!late) positions.set(part, { epoch: atEpoch, seq: atSeq });
       if (record.kind === "entry" && !Number.isFinite(record.time)) {
         throw new SinkError(`file sink: entry at epoch ${atEpoch} seq ${atSeq} has no valid time`);
       }
@@ -729,7 +866,6 @@ export class FileSink {
       resolve(this.#commitOf(0, 0, this.#durableMark.file));
       return;
     }
-    const position: Cursor | undefined = epoch === undefined ? undefined : { epoch, seq };
 
     const bytes = out.length;
     try {
@@ -753,10 +889,11 @@ export class FileSink {
     } finally {
       out.release();
     }
-    this.#appended = position;
+    this.#appended = positions;
+    this.#sinceCheckpoint = (checkpoint ? 0 : this.#sinceCheckpoint) + records.length;
     const current = this.#current!;
     this.#waiters.push({
-      cursor: position,
+      positions,
       file: current.name,
       size: current.size,
       counts: { records: records.length, entries: records.length - gaps, gaps, late: lates },
@@ -874,12 +1011,14 @@ export class FileSink {
       if (this.format === "raw") {
         step = "write the cursor file";
         path = this.#cursorPath;
+        const first = last.positions.get(0);
         const saved: CursorFile = {
-          epoch: last.cursor?.epoch ?? null,
-          seq: last.cursor?.seq ?? null,
+          epoch: first?.epoch ?? null,
+          seq: first?.seq ?? null,
           file: last.file.name,
           bytes: last.size,
         };
+        if (this.partitioned) saved.partitions = Object.fromEntries(last.positions);
         await this.#saveCursor(saved, durably);
       }
       if (durably) this.#lastSyncAt = Date.now();
@@ -890,7 +1029,7 @@ export class FileSink {
       await this.#rollBack().catch(() => undefined);
       return;
     }
-    this.#durable = last.cursor;
+    this.#durable = last.positions;
     this.#durableMark = { file: last.file, size: last.size };
     this.#opened = [];
     const at = this.#now();
@@ -916,6 +1055,7 @@ export class FileSink {
   ): Commit {
     return {
       cursor: this.cursor(),
+      cursors: this.cursors(),
       records,
       bytes,
       file: file === undefined ? undefined : join(this.dir, file.name),
@@ -954,7 +1094,9 @@ export class FileSink {
     }
     this.#opened = [];
     this.#newFolderEntry = false;
-    this.#appended = this.#durable;
+    this.#appended = new Map(this.#durable);
+    this.#sinceCheckpoint = Infinity;
+    this.#generation++;
     this.#broken = false;
   }
 
@@ -992,7 +1134,15 @@ function parseCursorFile(text: string, path: string): CursorFile {
     !nullableCount(v.epoch) ||
     !nullableCount(v.seq) ||
     !(v.file === null || typeof v.file === "string") ||
-    !isCount(v.bytes)
+    !isCount(v.bytes) ||
+    !(
+      v.partitions === undefined ||
+      (typeof v.partitions === "object" &&
+        v.partitions !== null &&
+        Object.entries(v.partitions).every(
+          ([part, at]) => /^\d+$/.test(part) && isCount(at?.epoch) && isCount(at.seq),
+        ))
+    )
   ) {
     throw new SinkError(`file sink: the cursor file ${path} is not a sink cursor; restore it from a backup`, {
       file: path,
@@ -1013,12 +1163,15 @@ async function truncateDurably(path: string, size: number): Promise<void> {
 
 /** A raw gap line (see formatRawLine) with the time it was written, or undefined. */
 function parseRawGap(line: string): { record: GapRecord; ms: number } | undefined {
-  const match = /^#memipc gap epoch=(\d+) from=(\d+) to=(\d+) reason=([a-z-]+) time=(\S+)$/.exec(line);
+  const match =
+    /^#memipc gap (?:part=(\d+) )?epoch=(\d+) from=(\d+) to=(\d+) reason=([a-z-]+) time=(\S+)$/.exec(line);
   if (match === null) return undefined;
-  const ms = Date.parse(match[5]!);
+  const ms = Date.parse(match[6]!);
   if (!Number.isFinite(ms)) return undefined;
-  const [epoch, from, to] = [match[1], match[2], match[3]].map(Number) as [number, number, number];
-  return { record: { kind: "gap", epoch, from, to, reason: match[4] as GapReason }, ms };
+  const [epoch, from, to] = [match[2], match[3], match[4]].map(Number) as [number, number, number];
+  const record: GapRecord = { kind: "gap", epoch, from, to, reason: match[5] as GapReason };
+  if (match[1] !== undefined) record.part = Number(match[1]);
+  return { record, ms };
 }
 
 /** The last `max` bytes of a file as text (the first line may be cut). */
@@ -1050,13 +1203,14 @@ function fsyncFolder(dir: string): void {
 }
 
 /**
- * Cuts a torn or garbage tail off a JSON Lines file and returns the position of its last non-late record
- * (undefined when it holds none). Reads backwards in growing windows, so a big file costs only its tail.
+ * Cuts a torn or garbage tail off a JSON Lines file and hands its lines to `visit`, last first, until `visit`
+ * returns true (then so does this) or the file's first line is passed (false). Reads backwards in growing
+ * windows, so a big file costs only its tail.
  */
-async function recoverJsonlFile(path: string): Promise<Cursor | undefined> {
+async function recoverJsonlFile(path: string, visit: (line: ParsedLine) => boolean): Promise<boolean> {
   const handle = await open(path, "r");
   let end: number;
-  let found: Cursor | undefined;
+  let found = false;
   try {
     const size = (await handle.stat()).size;
     end = size; // bytes kept: everything after `end` is torn or garbage
@@ -1081,14 +1235,14 @@ async function recoverJsonlFile(path: string): Promise<Cursor | undefined> {
           if (!sawValid) end = from + previous + 1; // garbage at the tail: cut it too
         } else {
           sawValid = true;
-          if (!parsed.late) {
-            found = parsed.cursor;
+          if (visit(parsed)) {
+            found = true;
             break;
           }
         }
         lineEnd = previous;
       }
-      if (found !== undefined || from === 0) break;
+      if (found || from === 0) break;
     }
     if (end < size) {
       await handle.close();
