@@ -139,3 +139,10 @@ export class LogError extends MemipcError {
     super(ErrorCode.log, message, options);
   }
 }
+
+/** A failure to reach a server (closed, marked dead, too slow, overloaded), not a wrong request or reply. */
+export function isUnreachable(error: unknown): error is ConnectionClosedError | TimeoutError | OverloadError {
+  return (
+    error instanceof ConnectionClosedError || error instanceof TimeoutError || error instanceof OverloadError
+  );
+}

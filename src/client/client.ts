@@ -1,6 +1,6 @@
 // The memcached client: typed methods for every text and meta command over pipelined connections, one
 // per server, with keys placed by ketama consistent hashing and concurrent gets merged into multi-gets.
-import { ClientError, ConfigError, ConnectionClosedError, ProtocolError } from "../errors.js";
+import { ClientError, ConfigError, ConnectionClosedError, ProtocolError, isUnreachable } from "../errors.js";
 import { keyLength, validateKey } from "../protocol/keys.js";
 import {
   replyError,
@@ -75,6 +75,11 @@ export interface ValueRanges {
   buffers: Array<Buffer | undefined>;
   starts: Uint32Array;
   ends: Uint32Array;
+  /**
+   * With `skipUnreachable`: the servers (host:port) that could not be read, whose keys are left missing, and
+   * the first error met.
+   */
+  unreachable?: { servers: string[]; keys: number; error: Error };
 }
 
 export interface StoreOptions {
@@ -306,7 +311,10 @@ export class Client {
    * missing); a buffer holds many values and other reply bytes, so read only the range. Each reply's keys are
    * checked, in order, against the keys asked (a mismatch fails the connection, as for every get).
    */
-  async getManyRanges(keys: readonly string[]): Promise<ValueRanges> {
+  async getManyRanges(
+    keys: readonly string[],
+    options: { skipUnreachable?: boolean } = {},
+  ): Promise<ValueRanges> {
     const n = keys.length;
     const ranges: ValueRanges = {
       buffers: new Array<Buffer | undefined>(n).fill(undefined),
@@ -341,7 +349,19 @@ export class Client {
         }
         const bytes = Buffer.from(`${text}\r\n`, ascii ? "latin1" : "utf8");
         const receiver = new RangesInOrder(ranges, slice, asked);
-        requests.push(this.#ordered(server).request(bytes, ReplyShape.untilEnd, "get", undefined, receiver));
+        const connection = this.#ordered(server);
+        const request = connection.request(bytes, ReplyShape.untilEnd, "get", undefined, receiver);
+        requests.push(
+          options.skipUnreachable !== true
+            ? request
+            : request.catch((error: unknown) => {
+                if (!isUnreachable(error)) throw error;
+                // Values of this request already received stay: they are whole (checked key by key).
+                const unreachable = (ranges.unreachable ??= { servers: [], keys: 0, error });
+                if (!unreachable.servers.includes(connection.name)) unreachable.servers.push(connection.name);
+                unreachable.keys += slice.length;
+              }),
+        );
       }
     }
     await Promise.all(requests);
@@ -458,7 +478,22 @@ export class Client {
     items: ReadonlyArray<{ key: string; value: string }>,
     options: { ttl?: number } = {},
   ): Promise<boolean[]> {
-    const stored = new Array<boolean>(items.length).fill(true);
+    const results = await this.addEach(items, options);
+    const failed = results.find((result) => result instanceof Error);
+    if (failed !== undefined) throw failed;
+    return results as boolean[];
+  }
+
+  /**
+   * addMulti that settles item by item: true (stored), false (the key existed), or, for each item of a server
+   * that failed (down, timed out, answered an error), that error: the item may or may not have been stored.
+   * The other servers' items are unaffected, so on a pool one server down fails only its own keys.
+   */
+  async addEach(
+    items: ReadonlyArray<{ key: string; value: string }>,
+    options: { ttl?: number } = {},
+  ): Promise<Array<boolean | Error>> {
+    const stored = new Array<boolean | Error>(items.length).fill(true);
     if (items.length === 0) return stored;
     const ttl = options.ttl ?? 0;
     if (!Number.isInteger(ttl)) throw new ClientError(`ttl ${ttl} must be a whole number of seconds`);
@@ -493,24 +528,30 @@ export class Client {
           : [...group.parts, encodeMn()];
       const connection = this.#ordered(server);
       requests.push(
-        connection.request(bytes, ReplyShape.untilMn, "ms").then((frames) => {
-          for (const frame of frames) {
-            if (frame.kind === "MN") continue;
-            if (frame.kind === "NS") {
-              const opaque = frame.flags.find((f) => f.flag === "O")?.token;
-              const index = opaque === undefined ? NaN : Number(opaque);
-              if (!group.indexes.includes(index)) throw unexpected("ms", frame);
-              stored[index] = false;
-              continue;
+        connection
+          .request(bytes, ReplyShape.untilMn, "ms")
+          .then((frames) => {
+            for (const frame of frames) {
+              if (frame.kind === "MN") continue;
+              if (frame.kind === "NS") {
+                const opaque = frame.flags.find((f) => f.flag === "O")?.token;
+                const index = opaque === undefined ? NaN : Number(opaque);
+                if (!group.indexes.includes(index)) throw unexpected("ms", frame);
+                stored[index] = false;
+                continue;
+              }
+              if (frame.kind === "ERROR" || frame.kind === "CLIENT_ERROR" || frame.kind === "SERVER_ERROR") {
+                const error = replyError(frame);
+                error.message = `ms (add) to ${connection.name}: ${error.message}`;
+                throw error;
+              }
+              throw unexpected("ms", frame);
             }
-            if (frame.kind === "ERROR" || frame.kind === "CLIENT_ERROR" || frame.kind === "SERVER_ERROR") {
-              const error = replyError(frame);
-              error.message = `ms (add) to ${connection.name}: ${error.message}`;
-              throw error;
-            }
-            throw unexpected("ms", frame);
-          }
-        }),
+          })
+          .catch((error: unknown) => {
+            const failure = error instanceof Error ? error : new ProtocolError(String(error));
+            for (const index of group.indexes) stored[index] = failure;
+          }),
       );
     }
     await Promise.all(requests);

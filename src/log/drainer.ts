@@ -25,7 +25,7 @@
 //   `Process` equal to the last number written, as the original idiom's readers expect.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
-import { LogError, SinkError } from "../errors.js";
+import { LeaseLostError, LogError, SinkError, isUnreachable } from "../errors.js";
 import { Lease, type LeaseOptions } from "../lease/index.js";
 import type { Commit, Cursor, EntryRecord, GapRecord, RecentRecords, SinkRecord } from "../sinks/index.js";
 import {
@@ -63,6 +63,7 @@ const HEAD_READ_EVERY = 100; // ms between head reads while far behind
 const FRESH_SEARCH_ABOVE = 10_000; // head sequence above which a fresh output looks for the oldest entry
 const FRESH_MARGIN = 1000; // numbers before the oldest entry found that a fresh output still reads
 const MAX_CHAIN = 10_000; // rolled-over epochs walked back when looking for the first one not yet drained
+const UNREACHABLE_SHOWN = 10_000; // ms an unreachable server stays in the metrics after the last failed read
 
 /** What the drainer needs of a sink; FileSink is one. */
 export interface LogSink {
@@ -132,6 +133,8 @@ export interface DrainerMetrics {
   lastDrainAt: number | undefined;
   /** The last error met while active, if any. */
   lastError: string | undefined;
+  /** Servers of the pool whose entries could not be read lately (their missing numbers become gaps). */
+  unreachable: string[];
 }
 
 /** The active drainer's metrics as published in memcached (informational: up to a second old). */
@@ -223,6 +226,8 @@ export class Drainer implements LogDrainer {
   #late = 0;
   #lastDrainAt: number | undefined;
   #lastError: string | undefined;
+  /** Servers found unreachable by the last reads, and when. */
+  #unreachable: { servers: string[]; at: number } | undefined;
   #rate: Array<{ at: number; entries: number }> = [];
   #lastPublish = 0;
   #processSent = -1;
@@ -231,6 +236,7 @@ export class Drainer implements LogDrainer {
   /** Head reads begun, and the one (by count) at which the drainer last found itself caught up. */
   #headReads = 0;
   #caughtUpAtRead = 0;
+  #idleAt: number | undefined;
   #askedAtRead: number | undefined;
   #lastHeadRead = 0;
   /** The last step stopped at a missing number still within its hole timeout. */
@@ -312,6 +318,10 @@ export class Drainer implements LogDrainer {
       late: this.#late,
       lastDrainAt: this.#lastDrainAt,
       lastError: this.#lastError,
+      unreachable:
+        this.#unreachable !== undefined && this.options.clock() - this.#unreachable.at < UNREACHABLE_SHOWN
+          ? [...this.#unreachable.servers]
+          : [],
     };
   }
 
@@ -332,9 +342,23 @@ export class Drainer implements LogDrainer {
     return false;
   }
 
+  /**
+   * When the last head read found every number up to the head already handed to the sink (undefined when it
+   * found more to do, or when not active): entries appended after that moment are still to come, entries
+   * appended before it have all been handed over. The merger of a partitioned stream orders by it.
+   */
+  get idleAt(): number | undefined {
+    return this.#active ? this.#idleAt : undefined;
+  }
+
   /** Whether the step that just read the head found nothing left to write. */
   #isCaughtUp(): boolean {
-    if (this.#inFlight.length > 0 || this.#end !== undefined) return false;
+    return this.#inFlight.length === 0 && this.#handedAll();
+  }
+
+  /** Whether the step that just read the head found nothing left to hand to the sink. */
+  #handedAll(): boolean {
+    if (this.#end !== undefined) return false;
     if (this.#finished) return true;
     const head = this.#head;
     if (head === undefined) return this.#epoch === undefined || this.address.layout === Layout.seed;
@@ -361,6 +385,11 @@ export class Drainer implements LogDrainer {
   async #activeRun(signal: AbortSignal | undefined): Promise<void> {
     while (!signal?.aborted) {
       try {
+        // Checked here too, not only through the signal: after a pause (SIGSTOP, a VM frozen) the lease's
+        // timers have not run yet, but its deadline has passed.
+        if (this.#lease !== undefined && !this.#lease.held) {
+          throw new LeaseLostError(`drainer: the lease ${this.#lease.key} is no longer held: standing by`);
+        }
         await this.#start();
         this.#active = true;
         while (!signal?.aborted) {
@@ -450,12 +479,19 @@ export class Drainer implements LogDrainer {
       }
     }
     for (let start = 0; start < keys.length; start += LEFTOVER_DELETES) {
-      await this.#client.deleteMulti(keys.slice(start, start + LEFTOVER_DELETES));
+      try {
+        await this.#client.deleteMulti(keys.slice(start, start + LEFTOVER_DELETES));
+      } catch (error) {
+        // A server of the pool is down: its keys stay behind the cursor, where nothing reads them again.
+        if (!isUnreachable(error)) throw error;
+        this.#lastError = `could not delete entries left behind by a killed drainer: ${error.message}`;
+      }
     }
   }
 
   async #stop(): Promise<void> {
     this.#active = false;
+    this.#idleAt = undefined;
     await Promise.allSettled(this.#inFlight);
     this.#inFlight = [];
     const sink = this.#sink;
@@ -477,6 +513,7 @@ export class Drainer implements LogDrainer {
       if (this.address.layout === Layout.seed) await this.#readSeedHead(now);
       else await this.#readHead(now);
       if (this.#isCaughtUp()) this.#caughtUpAtRead = read;
+      this.#idleAt = this.#handedAll() ? now : undefined;
     }
     if (this.#epoch === undefined || this.#finished) return false;
     const end = this.#end;
@@ -670,7 +707,10 @@ export class Drainer implements LogDrainer {
     const epoch = this.#epoch!;
     const rolled = this.#end?.rolled === true;
     if (this.address.layout === Layout.default) {
-      await this.#client.delete(rolledKey(this.address, epoch));
+      // A marker left on a server that is down only makes a fresh output look one epoch further back.
+      await this.#client.delete(rolledKey(this.address, epoch)).catch((error: unknown) => {
+        if (!isUnreachable(error)) throw error;
+      });
     }
     if (rolled) {
       // Rollovers chain: the next epoch is known even if the head has already moved past it.
@@ -716,7 +756,16 @@ export class Drainer implements LogDrainer {
     // entryKey's form, its fixed part made once.
     const prefix = entryKey(this.address, epoch, 0).slice(0, -1);
     for (let seq = from; seq <= to; seq++) keys.push(prefix + seq);
-    const { buffers, starts, ends } = await this.#client.getManyRanges(keys);
+    // On a pool, a server that is down must not stop the others' entries: its keys read as missing, and
+    // become gaps after the hole timeout (late entries if the server comes back with them).
+    const pool = this.#client.servers.length > 1;
+    const { buffers, starts, ends, unreachable } = await this.#client.getManyRanges(keys, {
+      skipUnreachable: pool,
+    });
+    if (unreachable !== undefined) {
+      this.#unreachable = { servers: unreachable.servers, at: this.options.clock() };
+      this.#lastError = `${unreachable.keys} entries on ${unreachable.servers.join(", ")} could not be read (${unreachable.error.message}): missing ones become gaps after the hole timeout`;
+    }
     const entries = new Array<EntryRecord | undefined>(keys.length);
     let found = 0;
     const now = this.options.clock();
@@ -821,7 +870,16 @@ export class Drainer implements LogDrainer {
     const now = this.options.clock();
     if (this.#watched.length === 0 || now - this.#lastLateCheck < LATE_CHECK_EVERY) return;
     this.#lastLateCheck = now;
-    this.#watched = this.#watched.filter((gap) => gap.until > now);
+    const watched = this.#watched.filter((gap) => gap.until > now);
+    if (watched.length < this.#watched.length) {
+      // Late entries of gaps no longer watched are never looked for again.
+      const inWatched = (at: string) => {
+        const [epoch, seq] = at.split(":").map(Number) as [number, number];
+        return watched.some((gap) => gap.epoch === epoch && gap.from <= seq && seq <= gap.to);
+      };
+      this.#written = new Set([...this.#written].filter(inWatched));
+    }
+    this.#watched = watched;
     for (const gap of this.#watched) {
       const found = await this.#fetch(gap.epoch, gap.from, gap.to);
       if (found.found === 0) continue;
@@ -844,10 +902,12 @@ export class Drainer implements LogDrainer {
         await this.#client.deleteMulti(keys);
         continue;
       }
-      // Written once: the keys are deleted right after the commit, before the next look.
+      // Written once: the keys are deleted right after the commit, and if a delete does not reach the entry
+      // (its server down, or the entry on the server a pool failed over to), it is only deleted again.
       await this.#settle();
       this.#commit(records, keys, []);
       await this.#settle();
+      for (const record of records) this.#written.add(`${record.epoch}:${record.seq}`);
     }
   }
 
@@ -866,7 +926,12 @@ export class Drainer implements LogDrainer {
     const now = this.options.clock();
     if (now - this.#lastPublish < PUBLISH_EVERY) return;
     this.#lastPublish = now;
-    await this.#client.set(drainerKey(this.address), JSON.stringify(this.metrics), { ttl: PUBLISH_TTL });
+    // Informational: a failed publish (its server down) is tried again a second later.
+    await this.#client
+      .set(drainerKey(this.address), JSON.stringify(this.metrics), { ttl: PUBLISH_TTL })
+      .catch((error: unknown) => {
+        if (!isUnreachable(error)) throw error;
+      });
   }
 }
 

@@ -3,10 +3,14 @@
 //
 // Ordering. Within a partition, records go out in the order its drainer handed them (sequence order), so a
 // partition's rules hold in the output unchanged. Across partitions the merger always takes, of the records
-// waiting at the head of each partition's queue, the one with the earliest time. While some partition has
-// nothing waiting it cannot know whether that partition's next entry is older, so it holds records back
-// until they are `window` ms old (by the drainer's clock); then they go out whatever comes later. Gaps and
-// late entries go out as soon as they reach the head of their queue (they have no place in time order).
+// waiting at the head of each partition's queue, the one with the earliest time (the producer's clock). A
+// partition with nothing waiting may still hand over an older entry, so it holds the others back unless
+// - it is idle: its last head read, at time h, found nothing more to hand over, so its next entries were
+//   appended after h and carry a time of at least h - window (clocks within `window` of each other); records
+//   up to that time may go; or
+// - it has held them back for `window` ms already (it is catching up slowly, waits at a hole, or its server
+//   is down): the merge goes on without it until it has records waiting again.
+// Gaps and late entries go out as soon as they reach the head of their queue (they have no place in time).
 //
 // Durability. A view's write resolves once the real write holding its last record is durable. Real writes
 // name the sink's generation, so when one fails, those queued behind it are refused by the sink instead of
@@ -17,6 +21,7 @@ import type { Commit, Cursor, RecentRecords, SinkRecord } from "../sinks/index.j
 import type { LogSink } from "./drainer.js";
 
 export const DEFAULT_REORDER_WINDOW = 1000; // ms a record may wait for older ones of partitions with nothing waiting
+const RECHECK_EVERY = 10; // ms between looks while held back by a partition that may turn idle
 
 /** What the merger needs of the real sink; a FileSink opened with `partitioned: true` is one. */
 export interface PartitionedSink {
@@ -31,6 +36,8 @@ export interface MergerOptions {
   partitions: number;
   /** ms records wait for older records of partitions that have nothing waiting (DEFAULT_REORDER_WINDOW). */
   window: number;
+  /** When partition `part`'s drainer last found nothing more to hand over (Drainer.idleAt). */
+  idleAt: (part: number) => number | undefined;
   clock: () => number;
   /** Called once, with the error, when a real write fails: the merger takes no more writes. */
   onBroken: (error: Error) => void;
@@ -52,6 +59,8 @@ export class Merger {
   /** Last position handed over by each partition's view (null: none yet), for the views' `after` checks. */
   readonly #handed: Array<Cursor | null>;
   readonly #generation: number;
+  /** Since when (clock) each partition with nothing waiting has held the others back; undefined: it does not. */
+  readonly #holdingSince: Array<number | undefined>;
   /** Real writes not yet settled, each with the views' writes whose last record it holds. */
   readonly #writing = new Set<Pending[]>();
   #broken: Error | undefined;
@@ -65,6 +74,7 @@ export class Merger {
     this.#queues = Array.from({ length: options.partitions }, () => []);
     this.#handed = Array.from({ length: options.partitions }, (_, part) => sink.cursor(part) ?? null);
     this.#generation = sink.generation;
+    this.#holdingSince = new Array<number | undefined>(options.partitions).fill(undefined);
   }
 
   get broken(): Error | undefined {
@@ -140,18 +150,14 @@ export class Merger {
     const queues = this.#queues;
     const batch: SinkRecord[] = [];
     const completes: Pending[] = [];
-    const releasedBefore = this.options.clock() - this.options.window;
-    let holdUntil = Infinity;
+    const now = this.options.clock();
+    let wakeIn = Infinity;
     for (;;) {
       let best: Pending | undefined;
       let bestTime = Infinity;
-      let everyQueueWaiting = true;
       for (const queue of queues) {
         const pending = queue[0];
-        if (pending === undefined) {
-          everyQueueWaiting = false;
-          continue;
-        }
+        if (pending === undefined) continue;
         const record = pending.records[pending.next]!;
         if (record.kind === "gap" || record.late === true) {
           best = pending;
@@ -164,10 +170,8 @@ export class Merger {
         }
       }
       if (best === undefined) break;
-      if (!everyQueueWaiting && bestTime > releasedBefore) {
-        holdUntil = bestTime;
-        break;
-      }
+      wakeIn = this.#heldBack(bestTime, now);
+      if (wakeIn !== Infinity) break;
       batch.push(best.records[best.next]!);
       best.next++;
       if (best.next === best.records.length) {
@@ -175,12 +179,11 @@ export class Merger {
         completes.push(best);
       }
     }
-    if (holdUntil !== Infinity) {
-      const delay = Math.max(1, holdUntil - releasedBefore);
+    if (wakeIn !== Infinity) {
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#pump();
-      }, delay);
+      }, wakeIn);
     }
     if (batch.length === 0) return;
     this.#writing.add(completes);
@@ -198,6 +201,30 @@ export class Merger {
         this.#break(failure, true);
       },
     );
+  }
+
+  /**
+   * Whether a record of time `time` must wait for a partition with nothing waiting (see the top of this
+   * file): Infinity when it may go, else the ms after which to look again.
+   */
+  #heldBack(time: number, now: number): number {
+    const { window, idleAt } = this.options;
+    let wakeIn = Infinity;
+    for (let part = 0; part < this.#queues.length; part++) {
+      if (this.#queues[part]!.length > 0) {
+        this.#holdingSince[part] = undefined;
+        continue;
+      }
+      const idle = idleAt(part);
+      if (idle !== undefined && idle - window >= time) {
+        this.#holdingSince[part] = undefined;
+        continue;
+      }
+      const since = (this.#holdingSince[part] ??= now);
+      const left = since + window - now;
+      if (left > 0) wakeIn = Math.min(wakeIn, left, RECHECK_EVERY);
+    }
+    return wakeIn;
   }
 
   #break(error: Error, notify: boolean): void {

@@ -145,6 +145,7 @@ export class PartitionedDrainer implements LogDrainer {
       late: sum((m) => m.late),
       lastDrainAt: Number.isFinite(lastDrainAt) ? lastDrainAt : undefined,
       lastError: this.#lastError ?? parts.find((m) => m.lastError !== undefined)?.lastError,
+      unreachable: [...new Set(this.#drainers.flatMap((d) => d.metrics.unreachable))],
       partitions: parts,
       merging: this.#merger?.waiting ?? 0,
     };
@@ -188,6 +189,7 @@ export class PartitionedDrainer implements LogDrainer {
       const merger = new Merger(sink, {
         partitions: this.#drainers.length,
         window: this.options.reorderWindow,
+        idleAt: (part) => this.#drainers[part]!.idleAt,
         clock: this.options.clock,
         onBroken: (error) => {
           this.#noteError(error);

@@ -226,18 +226,21 @@ class PartitionAppender {
       key: entryKey(this.address, epoch, seq),
       value: waiting.value,
     }));
-    let stored: boolean[];
+    let stored: Array<boolean | Error>;
     try {
-      stored = await this.#client.addMulti(items, { ttl: this.options.entryTtl });
+      stored = await this.#client.addEach(items, { ttl: this.options.entryTtl });
     } catch (error) {
-      // Their numbers stay unused (or some were stored): the drainer writes what it finds, and records
-      // the rest as a gap after its hole timeout.
+      // Their numbers stay unused: the drainer records them as a gap after its hole timeout.
       for (const { waiting } of placed) waiting.reject(error as Error);
       return;
     }
     for (let i = 0; i < placed.length; i++) {
       const { waiting, epoch, seq } = placed[i]!;
-      if (stored[i]) waiting.resolve({ partition: this.address.partition, epoch, seq });
+      const result = stored[i]!;
+      // A server of the pool failed: only its entries fail. Each may or may not have been stored; the
+      // drainer writes it if it was, and records a gap for it after its hole timeout if not.
+      if (result instanceof Error) waiting.reject(result);
+      else if (result) waiting.resolve({ partition: this.address.partition, epoch, seq });
       else {
         waiting.reject(
           new LogError(

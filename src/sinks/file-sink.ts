@@ -26,7 +26,8 @@
 import { closeSync, constants, fsyncSync, openSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, stat, truncate, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { ConfigError, SinkError } from "../errors.js";
+import { ConfigError, FencedError, SinkError } from "../errors.js";
+import { FileFence } from "./fence.js";
 
 /** One log entry, as the drainer hands it over. `late`: it arrived after its gap was written. */
 export interface EntryRecord {
@@ -94,6 +95,12 @@ export interface FileSinkOptions {
    * (records of different partitions interleave; within a partition the order rule holds).
    */
   partitioned?: boolean;
+  /**
+   * Keep `<stream>.fence` in the folder (default true): each open takes a new token, and a sink whose token
+   * is no longer the newest may not change the files (FencedError), so of several drainers sharing the
+   * folder only the one that opened last writes. See fence.ts.
+   */
+  fence?: boolean;
   format?: SinkFormat;
   fsync?: FsyncPolicy;
   /** A file is closed before a record would take it over this size, in bytes; a larger record gets a file alone. */
@@ -150,6 +157,7 @@ export function defaultOptions(): Required<FileSinkOptions> {
   return {
     stream: DEFAULT_STREAM,
     partitioned: false,
+    fence: true,
     format: SinkFormat.jsonl,
     fsync: DEFAULT_FSYNC,
     maxBytes: DEFAULT_MAX_BYTES,
@@ -433,6 +441,7 @@ export class FileSink {
   readonly dir: string;
   readonly stream: string;
   readonly partitioned: boolean;
+  readonly fenced: boolean;
   readonly format: SinkFormat;
   readonly fsync: FsyncPolicy;
   readonly maxBytes: number;
@@ -448,6 +457,9 @@ export class FileSink {
   #durableMark: Mark = { file: undefined, size: 0 };
   #broken = false;
   #newFolderEntry = false;
+  #fence: FileFence | undefined;
+  /** Set once another sink took over the files: nothing is written or cut any more. */
+  #fencedOut: FencedError | undefined;
 
   /** Position of the last record appended (maybe not yet durable) and the last durable one, by partition. */
   #appended = new Map<number, Cursor>();
@@ -501,6 +513,7 @@ export class FileSink {
     this.dir = dir;
     this.stream = o.stream;
     this.partitioned = o.partitioned === true;
+    this.fenced = o.fence !== false;
     this.format = o.format;
     this.fsync = f;
     this.maxBytes = o.maxBytes;
@@ -652,7 +665,25 @@ export class FileSink {
       }
       this.#retired = [];
       this.#current = undefined;
+      this.#fence?.close();
     });
+  }
+
+  /** The fence's token this sink writes under (undefined without a fence). */
+  get token(): number | undefined {
+    return this.#fence?.token;
+  }
+
+  /** Runs a change to the files under the fence (see fence.ts); once fenced out, refuses for good. */
+  async #guard<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#fencedOut !== undefined) throw this.#fencedOut;
+    if (this.#fence === undefined) return work();
+    try {
+      return await this.#fence.guard(work);
+    } catch (error) {
+      if (error instanceof FencedError) this.#fencedOut = error;
+      throw error;
+    }
   }
 
   // -- recovery ---------------------------------------------------------------------------------------------
@@ -664,6 +695,21 @@ export class FileSink {
     } catch (error) {
       throw ioError("create the output folder", this.dir, error);
     }
+    if (!this.fenced) {
+      await this.#recoverFiles();
+      return;
+    }
+    const fence = new FileFence(join(this.dir, `${this.stream}.fence`));
+    try {
+      await fence.take(() => this.#recoverFiles());
+    } catch (error) {
+      fence.close();
+      throw error;
+    }
+    this.#fence = fence;
+  }
+
+  async #recoverFiles(): Promise<void> {
     const files = await this.#io("list", this.dir, () => listSinkFiles(this.dir, this.stream, this.#ext));
     const positions =
       this.format === "jsonl" ? await this.#recoverJsonl(files) : await this.#recoverRaw(files);
@@ -869,23 +915,30 @@ export class FileSink {
 
     const bytes = out.length;
     try {
-      await this.#ensureDay(now);
-      // One write per file touched, straight from the batch's buffer.
-      let start = 0;
-      for (let i = 0; i < ends.length; i++) {
-        const lineStart = i === 0 ? 0 : ends[i - 1]!;
-        const current = this.#current!;
-        const chunkBytes = lineStart - start;
-        if (current.size + chunkBytes > 0 && current.size + ends[i]! - start > this.maxBytes) {
-          await this.#writeAll(current, out.buffer.subarray(start, lineStart));
-          start = lineStart;
-          await this.#rotate(current.name.day);
+      await this.#guard(async () => {
+        try {
+          await this.#ensureDay(now);
+          // One write per file touched, straight from the batch's buffer.
+          let start = 0;
+          for (let i = 0; i < ends.length; i++) {
+            const lineStart = i === 0 ? 0 : ends[i - 1]!;
+            const current = this.#current!;
+            const chunkBytes = lineStart - start;
+            if (current.size + chunkBytes > 0 && current.size + ends[i]! - start > this.maxBytes) {
+              await this.#writeAll(current, out.buffer.subarray(start, lineStart));
+              start = lineStart;
+              await this.#rotate(current.name.day);
+            }
+          }
+          await this.#writeAll(this.#current!, out.buffer.subarray(start, bytes));
+        } catch (error) {
+          await this.#cutBack().catch(() => undefined);
+          throw error;
         }
-      }
-      await this.#writeAll(this.#current!, out.buffer.subarray(start, bytes));
+      });
     } catch (error) {
-      await this.#rollBack().catch(() => undefined);
-      throw error instanceof SinkError ? error : ioError("append to", this.#current?.path ?? this.dir, error);
+      if (error instanceof FencedError || error instanceof SinkError) throw error;
+      throw ioError("append to", this.#current?.path ?? this.dir, error);
     } finally {
       out.release();
     }
@@ -1019,12 +1072,13 @@ export class FileSink {
           bytes: last.size,
         };
         if (this.partitioned) saved.partitions = Object.fromEntries(last.positions);
-        await this.#saveCursor(saved, durably);
+        await this.#guard(() => this.#saveCursor(saved, durably));
       }
       if (durably) this.#lastSyncAt = Date.now();
     } catch (error) {
       // Nothing since the last durable point can be trusted: cut back to it and let the drainer retry.
-      const failure = ioError(step === "fsync" ? "fsync" : step, path, error);
+      const failure =
+        error instanceof FencedError ? error : ioError(step === "fsync" ? "fsync" : step, path, error);
       for (const waiter of waiters) waiter.reject(failure);
       await this.#rollBack().catch(() => undefined);
       return;
@@ -1069,6 +1123,12 @@ export class FileSink {
    * resends everything after `cursor()`. If cutting fails too, it is retried before the next write.
    */
   async #rollBack(): Promise<void> {
+    this.#broken = true;
+    await this.#guard(() => this.#cutBack());
+  }
+
+  /** #rollBack's work, for a caller that already holds the fence. */
+  async #cutBack(): Promise<void> {
     this.#broken = true;
     for (const file of [...this.#retired, ...(this.#current ? [this.#current] : [])]) {
       await file.handle.close().catch(() => undefined);

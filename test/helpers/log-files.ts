@@ -1,13 +1,15 @@
 // Reading back what a drainer wrote (a file sink's JSON Lines files, in name order) and checking it against
-// what the producers were told: every appended entry exactly once at its (epoch, seq), positions in order
-// within each epoch, epochs never revisited, and which gaps were recorded.
+// what the producers were told: every appended entry exactly once at its (partition, epoch, seq), positions
+// in order within each partition's epoch, epochs never revisited, and which gaps were recorded.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "../../src/client/index.js";
-import { entryKey, headKey, splitHead, type StreamAddress } from "../../src/log/layout.js";
+import { entryKey, headKey, partitionAddress, splitHead, type StreamAddress } from "../../src/log/layout.js";
 
 export interface EntryLine {
   kind: "entry";
+  /** The partition ("part"; 0 when the line has none). */
+  part: number;
   epoch: number;
   seq: number;
   node: string;
@@ -19,6 +21,7 @@ export interface EntryLine {
 
 export interface GapLine {
   kind: "gap";
+  part: number;
   epoch: number;
   from: number;
   to: number;
@@ -54,7 +57,10 @@ export function readLog(dir: string, stream: string, options: { tornTail?: boole
     if (tail !== "" && !(options.tornTail === true && f === files.length - 1)) {
       throw new Error(`${name}: ends in a partial line ${JSON.stringify(tail.slice(0, 200))}`);
     }
-    lines.forEach((line, i) => records.push(parseRecord(line, `${name}:${i + 1}`)));
+    lines.forEach((line, i) => {
+      // Checkpoints (partitioned streams) only say where each partition stood.
+      if (!line.startsWith('{"checkpoint":')) records.push(parseRecord(line, `${name}:${i + 1}`));
+    });
   });
   return records;
 }
@@ -68,17 +74,20 @@ function parseRecord(line: string, at: string): LogLine {
   }
   const gap = value.gap as Record<string, unknown> | undefined;
   if (typeof value.epoch !== "number") throw new Error(`${at}: no epoch: ${line}`);
+  const part = value.part ?? 0;
+  if (typeof part !== "number") throw new Error(`${at}: a malformed part: ${line}`);
   if (gap !== undefined) {
     if (typeof gap.from !== "number" || typeof gap.to !== "number" || typeof gap.reason !== "string") {
       throw new Error(`${at}: a malformed gap: ${line}`);
     }
-    return { kind: "gap", epoch: value.epoch, from: gap.from, to: gap.to, reason: gap.reason, at };
+    return { kind: "gap", part, epoch: value.epoch, from: gap.from, to: gap.to, reason: gap.reason, at };
   }
   if (typeof value.seq !== "number" || typeof value.node !== "string" || !("data" in value)) {
     throw new Error(`${at}: a malformed entry: ${line}`);
   }
   return {
     kind: "entry",
+    part,
     epoch: value.epoch,
     seq: value.seq,
     node: value.node,
@@ -88,10 +97,19 @@ function parseRecord(line: string, at: string): LogLine {
   };
 }
 
-/** What a producer worker was told: [i, epoch, seq] per successful append (see ProducerResults). */
+/** What a producer worker was told: [i, epoch, seq, partition] per successful append (see ProducerResults). */
 export interface Appends {
   id: number;
-  ok: readonly (readonly [number, number, number])[];
+  ok: readonly (readonly [number, number, number, number?])[];
+}
+
+/** Where an append went, as checkLog reports a missing one. */
+export interface Told {
+  p: number;
+  i: number;
+  part: number;
+  epoch: number;
+  seq: number;
 }
 
 export interface LogCheck {
@@ -102,23 +120,24 @@ export interface LogCheck {
   /** Everything wrong, one line each (the first few hundred). */
   problems: string[];
   /** Appends the producers were told succeeded that are not in the files, keyed "p/i". */
-  missing: Map<string, { p: number; i: number; epoch: number; seq: number }>;
+  missing: Map<string, Told>;
 }
 
 const MAX_PROBLEMS = 200;
 
 /**
- * Checks records against the appends. Always: within an epoch the positions of non-late records (seq of
- * entries, `to` of gaps) strictly increase and gaps never overlap an earlier position; an epoch once left
- * never comes back (except in late entries, which must fall in an earlier gap); no position and no payload
- * appears twice; every entry's data is `{p, i}` and matches what producer p was told about (epoch, seq).
+ * Checks records against the appends. Always, per partition: within an epoch the positions of non-late
+ * records (seq of entries, `to` of gaps) strictly increase and gaps never overlap an earlier position; an
+ * epoch once left never comes back (except in late entries, which must fall in an earlier gap); no position
+ * and no payload appears twice; every entry's data is `{p, i}` and matches what producer p was told about
+ * (partition, epoch, seq).
  * Missing appends are listed in `missing` (the caller decides which losses are allowed) and also counted as
  * problems unless `allowMissing` says so.
  */
 export function checkLog(
   records: readonly LogLine[],
   appends: readonly Appends[],
-  options: { allowMissing?: (m: { p: number; i: number; epoch: number; seq: number }) => boolean } = {},
+  options: { allowMissing?: (m: Told) => boolean } = {},
 ): LogCheck {
   const problems: string[] = [];
   const problem = (text: string): void => {
@@ -128,39 +147,48 @@ export function checkLog(
   const entries: EntryLine[] = [];
   const gaps: GapLine[] = [];
   const epochs: number[] = [];
-  const last = new Map<number, number>(); // epoch -> last non-late position
-  let current: number | undefined;
-  const positions = new Map<string, string>(); // "epoch:seq" -> where
+  const last = new Map<string, number>(); // "part:epoch" -> last non-late position
+  const current = new Map<number, number>(); // part -> epoch being written
+  const positions = new Map<string, string>(); // "part:epoch:seq" -> where
   const payloads = new Map<string, EntryLine>(); // "p/i" -> entry
   for (const record of records) {
     const late = record.kind === "entry" && record.late;
+    const epochOf = `${record.part}:${record.epoch}`;
     if (!epochs.includes(record.epoch)) epochs.push(record.epoch);
     if (!late) {
-      if (current !== record.epoch) {
-        if (last.has(record.epoch)) {
-          problem(`${record.at}: epoch ${record.epoch} comes back after epoch ${current}`);
+      if (current.get(record.part) !== record.epoch) {
+        if (last.has(epochOf)) {
+          problem(
+            `${record.at}: epoch ${record.epoch} of partition ${record.part} comes back after epoch ${current.get(record.part)}`,
+          );
         }
-        current = record.epoch;
+        current.set(record.part, record.epoch);
       }
       const position = record.kind === "gap" ? record.to : record.seq;
       const first = record.kind === "gap" ? record.from : record.seq;
-      const previous = last.get(record.epoch) ?? 0;
+      const previous = last.get(epochOf) ?? 0;
       if (first <= previous || position < first) {
         problem(
-          `${record.at}: ${describe(record)} is not after the previous position ${previous} of epoch ${record.epoch}`,
+          `${record.at}: ${describe(record)} is not after the previous position ${previous} of epoch ${epochOf}`,
         );
       }
-      last.set(record.epoch, Math.max(previous, position));
+      last.set(epochOf, Math.max(previous, position));
     }
     if (record.kind === "gap") {
       gaps.push(record);
       continue;
     }
     entries.push(record);
-    if (late && !gaps.some((g) => g.epoch === record.epoch && g.from <= record.seq && record.seq <= g.to)) {
+    if (
+      late &&
+      !gaps.some(
+        (g) =>
+          g.part === record.part && g.epoch === record.epoch && g.from <= record.seq && record.seq <= g.to,
+      )
+    ) {
       problem(`${record.at}: late ${describe(record)} is not covered by an earlier gap`);
     }
-    const key = `${record.epoch}:${record.seq}`;
+    const key = `${record.part}:${record.epoch}:${record.seq}`;
     const seen = positions.get(key);
     if (seen !== undefined) problem(`${record.at}: ${describe(record)} is a duplicate of ${seen}`);
     else positions.set(key, record.at);
@@ -182,16 +210,18 @@ export function checkLog(
 
   const missing: LogCheck["missing"] = new Map();
   for (const producer of appends) {
-    for (const [i, epoch, seq] of producer.ok) {
+    for (const [i, epoch, seq, part = 0] of producer.ok) {
       const id = `${producer.id}/${i}`;
       const found = payloads.get(id);
       if (found === undefined) {
-        const m = { p: producer.id, i, epoch, seq };
+        const m = { p: producer.id, i, part, epoch, seq };
         missing.set(id, m);
-        if (!options.allowMissing?.(m)) problem(`entry ${id} (epoch ${epoch} seq ${seq}) is missing`);
-      } else if (found.epoch !== epoch || found.seq !== seq) {
+        if (!options.allowMissing?.(m)) {
+          problem(`entry ${id} (partition ${part} epoch ${epoch} seq ${seq}) is missing`);
+        }
+      } else if (found.part !== part || found.epoch !== epoch || found.seq !== seq) {
         problem(
-          `${found.at}: entry ${id} is at ${found.epoch}:${found.seq}, its producer was told ${epoch}:${seq}`,
+          `${found.at}: entry ${id} is at ${found.part}/${found.epoch}:${found.seq}, its producer was told ${part}/${epoch}:${seq}`,
         );
       }
     }
@@ -218,9 +248,10 @@ export function checkProducerOrder(entries: readonly EntryLine[]): string[] {
 }
 
 function describe(record: LogLine): string {
+  const part = record.part === 0 ? "" : `partition ${record.part} `;
   return record.kind === "gap"
-    ? `gap ${record.epoch}:${record.from}-${record.to} (${record.reason})`
-    : `entry ${record.epoch}:${record.seq}`;
+    ? `${part}gap ${record.epoch}:${record.from}-${record.to} (${record.reason})`
+    : `${part}entry ${record.epoch}:${record.seq}`;
 }
 
 /** Lists problems for an assertion message: the count, then the first ones. */
@@ -230,7 +261,7 @@ export function report(problems: readonly string[], context = ""): string {
 
 /** A producer worker's results file (see test/log/workers/producer.ts). */
 export interface ProducerResultsFile extends Appends {
-  ok: [number, number, number][];
+  ok: [number, number, number, number][];
   failed: number[];
   errors: Record<string, number>;
 }
@@ -254,7 +285,7 @@ export async function leftoverKeys(
   appends: readonly Appends[],
 ): Promise<string[]> {
   const keys = appends.flatMap((producer) =>
-    producer.ok.map(([, epoch, seq]) => entryKey(address, epoch, seq)),
+    producer.ok.map(([, epoch, seq, part = 0]) => entryKey(partitionAddress(address, part), epoch, seq)),
   );
   const left: string[] = [];
   for (let i = 0; i < keys.length; i += LEFTOVER_CHUNK) {

@@ -32,6 +32,8 @@ export interface RealMemcached {
   readonly pid: number;
   /** Sends SIGTERM to this process only and waits for it to exit. */
   stop(): Promise<void>;
+  /** Sends `signal` (SIGKILL: a crash) to this process only and waits for it to exit. */
+  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 /** The memcached binary: $MEMCACHED_BIN, else the first `memcached` on PATH, else undefined. */
@@ -162,6 +164,10 @@ async function startOn(binary: string, port: number, options: RealMemcachedOptio
     port,
     pid: pid!,
     stop: () => stopChild(child, exited),
+    kill: async (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
   };
 }
 

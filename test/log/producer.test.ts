@@ -131,8 +131,8 @@ for (const target of TARGETS) {
       assert.deepEqual(
         [a, b],
         [
-          { epoch: 0, seq: 1 },
-          { epoch: 0, seq: 2 },
+          { partition: 0, epoch: 0, seq: 1 },
+          { partition: 0, epoch: 0, seq: 2 },
         ],
       );
       assert.equal((await client.get(`${prefix}logentry-2`))!.value.toString(), "POST /login 302");

@@ -237,15 +237,17 @@ export async function finishedProducers(
 }
 
 /**
- * The client a worker process uses: memcached on loopback at `port`. A long timeout: on a loaded test machine a
+ * The client a worker process uses: memcached on loopback at `port` (or a pool of them). A long timeout: on a loaded test machine a
  * slow reply must not turn into a failed (and ambiguous) append.
  */
-export function workerClient(port: number): Client {
+export function workerClient(port: number | readonly number[], options: { failover?: boolean } = {}): Client {
+  const ports = typeof port === "number" ? [port] : port;
   return new Client({
-    servers: `127.0.0.1:${port}`,
+    servers: ports.map((p) => `127.0.0.1:${p}`).join(","),
     timeout: 5000,
     retryDelay: 20,
     maxRetryDelay: 200,
     deadTime: 200,
+    failover: options.failover === true,
   });
 }

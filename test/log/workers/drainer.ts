@@ -1,8 +1,9 @@
 // A drainer process for the drainer tests: a Drainer writing into a file sink in a folder, running until
 // SIGTERM. It prints JSON lines on stdout: "start", then "metrics" (the drainer's metrics and caughtUp())
-// every few ms, then "stopped"; "error" if run() fails. Settings come in MEMIPC_LOG_DRAINER; without them
+// every few ms, then "stopped"; "warning" for each error the drainer recovers from (a lost lease, a fenced
+// sink), "error" if run() fails. Settings come in MEMIPC_LOG_DRAINER; without them
 // (as when the test runner loads every file) it does nothing.
-import { Drainer } from "../../../src/log/drainer.js";
+import { createDrainer } from "../../../src/log/partitioned-drainer.js";
 import { openFileSink } from "../../../src/sinks/index.js";
 import { workerClient } from "./control.js";
 
@@ -10,6 +11,16 @@ export const DRAINER_ENV = "MEMIPC_LOG_DRAINER";
 
 export interface DrainerSettings {
   port: number;
+  /** A pool of memcached servers on loopback (instead of `port`). */
+  ports?: number[];
+  /** The client moves keys of a dead server to the next one on the ring (instead of failing fast). */
+  failover?: boolean;
+  /** Partitions to drain (default 1). */
+  partitions?: number;
+  /** ms; the drainer's default when absent. */
+  reorderWindow?: number;
+  /** The sink's fence (default true); false only to show what goes wrong without it. */
+  fence?: boolean;
   namespace: string;
   stream: string;
   /** The output folder (shared by every drainer of the stream in the failover test). */
@@ -28,7 +39,7 @@ export interface DrainerSettings {
 
 /** One line a drainer worker prints. */
 export interface DrainerLine {
-  event: "start" | "metrics" | "error" | "stopped";
+  event: "start" | "metrics" | "warning" | "error" | "stopped";
   owner: string;
   pid: number;
   at: number;
@@ -41,6 +52,9 @@ export interface DrainerLine {
     entries: number;
     gaps: number;
     late: number;
+    lastError?: string;
+    unreachable?: string[];
+    partitions?: Array<{ partition: number; cursor?: { epoch: number; seq: number }; entries: number }>;
   };
   message?: string;
 }
@@ -49,17 +63,27 @@ const raw = process.env[DRAINER_ENV];
 if (raw !== undefined) await drain(JSON.parse(raw) as DrainerSettings);
 
 async function drain(settings: DrainerSettings): Promise<void> {
-  const client = workerClient(settings.port);
-  const drainer = new Drainer(client, {
+  const client = workerClient(settings.ports ?? settings.port, { failover: settings.failover === true });
+  const partitioned = (settings.partitions ?? 1) > 1;
+  const drainer = createDrainer(client, {
     namespace: settings.namespace,
     stream: settings.stream,
+    ...(settings.partitions === undefined ? {} : { partitions: settings.partitions }),
+    ...(settings.reorderWindow === undefined ? {} : { reorderWindow: settings.reorderWindow }),
     ...(settings.limit === undefined ? {} : { limit: settings.limit }),
     ...(settings.holeTimeout === undefined ? {} : { holeTimeout: settings.holeTimeout }),
     lease:
       settings.leaseTtl === false
         ? false
         : { ttlSeconds: settings.leaseTtl, owner: settings.owner, pollEvery: 100 },
-    openSink: () => openFileSink(settings.dir, { stream: settings.stream, fsync: "batch" }),
+    openSink: () =>
+      openFileSink(settings.dir, {
+        stream: settings.stream,
+        fsync: "batch",
+        partitioned,
+        fence: settings.fence !== false,
+      }),
+    onError: (error) => print({ event: "warning", message: `${error.name}: ${error.message}` }),
   });
   const print = (line: Omit<DrainerLine, "owner" | "pid" | "at">): void => {
     process.stdout.write(

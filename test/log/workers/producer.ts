@@ -3,7 +3,7 @@
 // which failed to a results file. Settings come in MEMIPC_LOG_PRODUCER; without them (as when the test
 // runner loads every file) it does nothing.
 import { existsSync, renameSync, writeFileSync } from "node:fs";
-import { LogProducer } from "../../../src/log/producer.js";
+import { LogProducer, type PartitionBy } from "../../../src/log/producer.js";
 import { workerClient } from "./control.js";
 
 export const PRODUCER_ENV = "MEMIPC_LOG_PRODUCER";
@@ -13,6 +13,12 @@ const GATE_POLL_MS = 20; // how often a gated producer looks for its gate file
 
 export interface ProducerSettings {
   port: number;
+  /** A pool of memcached servers on loopback (instead of `port`). */
+  ports?: number[];
+  /** The client moves keys of a dead server to the next one on the ring (instead of failing fast). */
+  failover?: boolean;
+  partitions?: number;
+  partitionBy?: PartitionBy;
   namespace: string;
   stream: string;
   /** The producers' (and drainer's) epoch limit; the producer's default when absent. */
@@ -33,8 +39,8 @@ export interface ProducerSettings {
 
 export interface ProducerResults {
   id: number;
-  /** [i, epoch, seq] of every append that resolved, in the order they resolved. */
-  ok: [number, number, number][];
+  /** [i, epoch, seq, partition] of every append that resolved, in the order they resolved. */
+  ok: [number, number, number, number][];
   /** i of every append that rejected. */
   failed: number[];
   /** Distinct error messages with how often each came. */
@@ -45,11 +51,13 @@ const raw = process.env[PRODUCER_ENV];
 if (raw !== undefined) await produce(JSON.parse(raw) as ProducerSettings);
 
 async function produce(settings: ProducerSettings): Promise<void> {
-  const client = workerClient(settings.port);
+  const client = workerClient(settings.ports ?? settings.port, { failover: settings.failover === true });
   const producer = new LogProducer(client, {
     namespace: settings.namespace,
     stream: settings.stream,
     node: `p${settings.id}`,
+    ...(settings.partitions === undefined ? {} : { partitions: settings.partitions }),
+    ...(settings.partitionBy === undefined ? {} : { partitionBy: settings.partitionBy }),
     ...(settings.limit === undefined ? {} : { limit: settings.limit }),
   });
   const results: ProducerResults = { id: settings.id, ok: [], failed: [], errors: {} };
@@ -72,8 +80,8 @@ async function produce(settings: ProducerSettings): Promise<void> {
       // Taken after the pauses, so appends are called in the order of their i.
       const i = next++;
       try {
-        const { epoch, seq } = await producer.append({ p: settings.id, i });
-        results.ok.push([i, epoch, seq]);
+        const { epoch, seq, partition } = await producer.append({ p: settings.id, i });
+        results.ok.push([i, epoch, seq, partition]);
       } catch (error) {
         results.failed.push(i);
         const message = (error as Error).message.slice(0, 200);

@@ -1,0 +1,130 @@
+// The fence of a sink's output folder: a small SQLite file (`<stream>.fence`) whose lock serialises the
+// processes writing one stream's files and whose token says which of them may write.
+//
+// A drainer that becomes active takes a new token (the stored one plus one) and, under the same lock,
+// recovers its cursor from the files. Every later change to the files (appends, roll-backs, the raw cursor
+// file) happens under the lock after checking that the stored token is still its own. So a drainer that was
+// paused past its lease and resumes finds a newer token and is refused (FencedError) before it touches a
+// file, and a drainer always writes after having read everything written before it: nothing twice.
+//
+// The lock is SQLite's (POSIX advisory locks): the folder must be on a local file system or one whose locks
+// work across the machines that share it. The lock is held only while bytes are appended or cut, never
+// during an fsync, so a paused holder stalls a successor only if paused in the middle of an append.
+import Database from "better-sqlite3";
+import { setTimeout as sleep } from "node:timers/promises";
+import { FencedError, SinkError } from "../errors.js";
+
+export const DEFAULT_LOCK_TIMEOUT = 5000; // ms to wait for another process's lock before failing
+const LOCK_RETRY_EVERY = 2; // ms between attempts at a lock another process holds
+
+export class FileFence {
+  readonly path: string;
+  readonly lockTimeout: number;
+  readonly #db: Database.Database;
+  readonly #read: Database.Statement<[], { token: number }>;
+  readonly #bump: Database.Statement<[], { token: number }>;
+  #token: number | undefined;
+  #locked = false;
+
+  /** Opens (creating) the fence file; takes no token yet. */
+  constructor(path: string, options: { lockTimeout?: number } = {}) {
+    this.path = path;
+    this.lockTimeout = options.lockTimeout ?? DEFAULT_LOCK_TIMEOUT;
+    try {
+      this.#db = new Database(path);
+      // Waiting is done here, asynchronously: SQLite's own busy wait would block the event loop.
+      this.#db.pragma("busy_timeout = 0");
+      this.#db.pragma("synchronous = FULL");
+      this.#db.exec(
+        "CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL)",
+      );
+      this.#db.exec("INSERT OR IGNORE INTO fence (id, token) VALUES (1, 0)");
+    } catch (error) {
+      throw new SinkError(
+        `file sink: could not open the fence ${path} (${(error as Error).message}): check the output folder's ` +
+          "permissions and that it is on a file system with working locks",
+        { cause: error, file: path },
+      );
+    }
+    this.#read = this.#db.prepare<[], { token: number }>("SELECT token FROM fence WHERE id = 1");
+    this.#bump = this.#db.prepare<[], { token: number }>(
+      "UPDATE fence SET token = token + 1 WHERE id = 1 RETURNING token",
+    );
+  }
+
+  /** This holder's token; undefined before take(). */
+  get token(): number | undefined {
+    return this.#token;
+  }
+
+  /** Takes a new token (fencing out every earlier holder) and runs `work` under the lock. */
+  async take<T>(work: () => Promise<T>): Promise<T> {
+    let token = 0;
+    const result = await this.#underLock(async () => {
+      token = this.#bump.get()!.token;
+      return work();
+    });
+    // Only once committed: a failed take leaves the stored token as it was.
+    this.#token = token;
+    return result;
+  }
+
+  /** Runs `work` under the lock if this holder's token is still the stored one; else FencedError. */
+  async guard<T>(work: () => Promise<T>): Promise<T> {
+    return this.#underLock(async () => {
+      const stored = this.#read.get()!.token;
+      if (this.#token === undefined || stored !== this.#token) {
+        throw new FencedError(
+          `file sink: another drainer took over ${this.path} (its token ${stored}, ours ` +
+            `${this.#token ?? "none"}): this one lost its lease and must not write; it stands by`,
+        );
+      }
+      return work();
+    });
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  async #underLock<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#locked)
+      throw new SinkError(`file sink: the fence ${this.path} is already held by this process`);
+    const deadline = Date.now() + this.lockTimeout;
+    for (;;) {
+      try {
+        this.#db.exec("BEGIN IMMEDIATE");
+        break;
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== "SQLITE_BUSY") {
+          throw new SinkError(
+            `file sink: could not lock the fence ${this.path}: ${(error as Error).message}`,
+            {
+              cause: error,
+              file: this.path,
+            },
+          );
+        }
+        if (Date.now() >= deadline) {
+          throw new SinkError(
+            `file sink: the fence ${this.path} stayed locked by another process for ${this.lockTimeout} ms ` +
+              "(a drainer paused in the middle of an append?): retrying",
+            { file: this.path },
+          );
+        }
+        await sleep(LOCK_RETRY_EVERY);
+      }
+    }
+    this.#locked = true;
+    let committed = false;
+    try {
+      const result = await work();
+      this.#db.exec("COMMIT");
+      committed = true;
+      return result;
+    } finally {
+      this.#locked = false;
+      if (!committed && this.#db.inTransaction) this.#db.exec("ROLLBACK");
+    }
+  }
+}
