@@ -21,8 +21,9 @@ export class FileFence {
   readonly path: string;
   readonly lockTimeout: number;
   readonly #db: Database.Database;
-  readonly #read: Database.Statement<[], { token: number }>;
-  readonly #bump: Database.Statement<[], { token: number }>;
+  /** Prepared once the table exists (it is created under the lock, so opening never waits for a holder). */
+  #read: Database.Statement<[], { token: number }> | undefined;
+  #bump: Database.Statement<[], { token: number }> | undefined;
   #token: number | undefined;
   #locked = false;
 
@@ -35,10 +36,6 @@ export class FileFence {
       // Waiting is done here, asynchronously: SQLite's own busy wait would block the event loop.
       this.#db.pragma("busy_timeout = 0");
       this.#db.pragma("synchronous = FULL");
-      this.#db.exec(
-        "CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL)",
-      );
-      this.#db.exec("INSERT OR IGNORE INTO fence (id, token) VALUES (1, 0)");
     } catch (error) {
       throw new SinkError(
         `file sink: could not open the fence ${path} (${(error as Error).message}): check the output folder's ` +
@@ -46,10 +43,6 @@ export class FileFence {
         { cause: error, file: path },
       );
     }
-    this.#read = this.#db.prepare<[], { token: number }>("SELECT token FROM fence WHERE id = 1");
-    this.#bump = this.#db.prepare<[], { token: number }>(
-      "UPDATE fence SET token = token + 1 WHERE id = 1 RETURNING token",
-    );
   }
 
   /** This holder's token; undefined before take(). */
@@ -61,6 +54,16 @@ export class FileFence {
   async take<T>(work: () => Promise<T>): Promise<T> {
     let token = 0;
     const result = await this.#underLock(async () => {
+      if (this.#bump === undefined) {
+        this.#db.exec(
+          "CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL)",
+        );
+        this.#db.exec("INSERT OR IGNORE INTO fence (id, token) VALUES (1, 0)");
+        this.#bump = this.#db.prepare<[], { token: number }>(
+          "UPDATE fence SET token = token + 1 WHERE id = 1 RETURNING token",
+        );
+        this.#read = this.#db.prepare<[], { token: number }>("SELECT token FROM fence WHERE id = 1");
+      }
       token = this.#bump.get()!.token;
       return work();
     });
@@ -72,10 +75,10 @@ export class FileFence {
   /** Runs `work` under the lock if this holder's token is still the stored one; else FencedError. */
   async guard<T>(work: () => Promise<T>): Promise<T> {
     return this.#underLock(async () => {
-      const stored = this.#read.get()!.token;
+      const stored = this.#read?.get()?.token;
       if (this.#token === undefined || stored !== this.#token) {
         throw new FencedError(
-          `file sink: another drainer took over ${this.path} (its token ${stored}, ours ` +
+          `file sink: another drainer took over ${this.path} (its token ${stored ?? "none"}, ours ` +
             `${this.#token ?? "none"}): this one lost its lease and must not write; it stands by`,
         );
       }

@@ -23,7 +23,7 @@
 // and raises SinkError; a failed fsync truncates back to the last durable point (after a failed fsync Linux
 // may drop the dirty pages, so retrying the fsync would lie). The cursor does not move; once the cause is
 // fixed the same batch can be written again.
-import { closeSync, constants, fsyncSync, openSync } from "node:fs";
+import { closeSync, constants, fsyncSync, openSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, stat, truncate, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { ConfigError, FencedError, SinkError } from "../errors.js";
@@ -925,12 +925,12 @@ export class FileSink {
             const current = this.#current!;
             const chunkBytes = lineStart - start;
             if (current.size + chunkBytes > 0 && current.size + ends[i]! - start > this.maxBytes) {
-              await this.#writeAll(current, out.buffer.subarray(start, lineStart));
+              this.#writeAll(current, out.buffer.subarray(start, lineStart));
               start = lineStart;
               await this.#rotate(current.name.day);
             }
           }
-          await this.#writeAll(this.#current!, out.buffer.subarray(start, bytes));
+          this.#writeAll(this.#current!, out.buffer.subarray(start, bytes));
         } catch (error) {
           await this.#cutBack().catch(() => undefined);
           throw error;
@@ -957,10 +957,14 @@ export class FileSink {
     this.#scheduleSync();
   }
 
-  async #writeAll(file: OpenFile, buffer: Buffer): Promise<void> {
+  /**
+   * Appends a buffer with synchronous writes (to the page cache; the fsync comes later, outside the fence's
+   * lock): the lock is held as briefly as possible, so a paused drainer seldom pauses holding it.
+   */
+  #writeAll(file: OpenFile, buffer: Buffer): void {
     let done = 0;
     while (done < buffer.length) {
-      const { bytesWritten } = await file.handle.write(buffer, done, buffer.length - done);
+      const bytesWritten = writeSync(file.handle.fd, buffer, done, buffer.length - done);
       done += bytesWritten;
       file.size += bytesWritten;
     }

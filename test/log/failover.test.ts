@@ -160,6 +160,147 @@ describe("drainer failover (embedded server)", () => {
   );
 });
 
+describe("drainer fencing (embedded server)", () => {
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let client: Client;
+
+  before(async () => {
+    server = await startServer({ port: 0 });
+    client = new Client({ servers: `127.0.0.1:${server.port}`, timeout: 5000 });
+  });
+  after(async () => {
+    client.close();
+    await server.close();
+  });
+
+  for (const partitions of [1, 2]) {
+    it(
+      `drainer (${partitions} partition${partitions > 1 ? "s" : ""}): paused with SIGSTOP past its lease and resumed, it writes nothing after its successor; every entry once`,
+      { timeout: TEST_TIMEOUT_MS },
+      async (t) => {
+        const namespace = `fence-${randomBytes(4).toString("hex")}`;
+        const stream = `s${randomBytes(4).toString("hex")}`;
+        const base = mkdtempSync(join(tmpdir(), "memipc-fence-"));
+        const dir = join(base, "out");
+        mkdirSync(dir);
+        const drainers: WorkerProcess<DrainerLine>[] = [];
+        const producers: WorkerProcess<ProducerLine>[] = [];
+        const drainer = (owner: string): WorkerProcess<DrainerLine> => {
+          const worker = startDrainer({
+            port: server.port,
+            namespace,
+            stream,
+            dir,
+            owner,
+            partitions,
+            leaseTtl: LEASE_TTL,
+            metricsEvery: 100,
+          });
+          drainers.push(worker);
+          return worker;
+        };
+        const pauses: string[] = [];
+        try {
+          const pair = [drainer("A"), drainer("B")];
+          for (const d of pair) await d.waitFor((line) => line.event === "start", 10_000, "start");
+          for (let id = 0; id < PRODUCERS; id++) {
+            producers.push(
+              startProducer({
+                port: server.port,
+                namespace,
+                stream,
+                id,
+                count: PER_PRODUCER,
+                inFlight: 16,
+                partitions,
+                perSecond: PER_PRODUCER / APPEND_SECONDS,
+                results: join(base, `producer-${id}.json`),
+              }),
+            );
+          }
+          for (let round = 1; round <= ROUNDS; round++) {
+            await waitUntil(
+              () => drainingOf(pair) !== undefined,
+              15_000,
+              `round ${round}: an active drainer`,
+            );
+            const paused = drainingOf(pair)!;
+            const successor = pair.find((d) => d !== paused)!;
+            assert.ok(
+              producers.some((p) => p.running),
+              `round ${round}: the producers were done before the pause`,
+            );
+            const pausedAt = Date.now();
+            paused.kill("SIGSTOP");
+            // The successor takes the lease once the key expires, and drains. Only if the paused one stopped
+            // in the middle of an append (holding the fence's lock) must it be resumed first.
+            const before = lastMetrics(successor)?.metrics?.entries ?? 0;
+            const tookOver = (line: DrainerLine) =>
+              line.at > pausedAt && line.metrics?.active === true && line.metrics.entries > before;
+            let resumedAt: number;
+            let note = "";
+            try {
+              await successor.waitFor(
+                tookOver,
+                TAKEOVER_MS + TAKEOVER_SLACK_MS,
+                `${successor.name} taking over`,
+              );
+              resumedAt = Date.now();
+              paused.kill("SIGCONT");
+            } catch (error) {
+              const blocked = lastMetrics(successor)?.metrics?.lastError ?? "";
+              if (!/fence .* (stayed )?locked/.test(blocked)) throw error;
+              note = " holding the fence's lock";
+              resumedAt = Date.now();
+              paused.kill("SIGCONT");
+              await successor.waitFor(
+                tookOver,
+                TAKEOVER_MS + TAKEOVER_SLACK_MS,
+                `${successor.name} taking over`,
+              );
+            }
+            // The resumed one finds its lease gone (or its sink fenced) and stands by.
+            await paused.waitFor(
+              (line) => line.at > resumedAt && line.event === "metrics" && line.metrics?.active === false,
+              TAKEOVER_MS + TAKEOVER_SLACK_MS,
+              `${paused.name} standing by after it was resumed`,
+            );
+            const said = paused.lines
+              .filter((line) => line.at > resumedAt && line.event === "warning")
+              .map((line) => line.message!.split(":")[0]!);
+            pauses.push(
+              `round ${round}: ${paused.name} paused ${resumedAt - pausedAt} ms${note}, then said ` +
+                ([...new Set(said)].join(", ") || "nothing"),
+            );
+          }
+          const results = await finishedProducers(producers, (id) => join(base, `producer-${id}.json`));
+          const since = Date.now();
+          const holder = drainingOf(pair)!;
+          let times = 0;
+          await holder.waitFor(
+            (line) => line.event === "metrics" && line.at > since && line.caughtUp === true && ++times >= 2,
+            CATCH_UP_MS,
+            "caught up",
+          );
+          await stopAll(pair);
+          const check = checkLog(readLog(dir, stream), results);
+          assert.deepEqual(check.problems, [], report(check.problems));
+          assert.equal(check.entries.length, PRODUCERS * PER_PRODUCER);
+          assert.deepEqual(check.gaps, [], "gap records although nothing was lost");
+          t.diagnostic(pauses.join("; "));
+        } catch (error) {
+          const tail = drainers.map(describeDrainer).join("\n");
+          throw new Error(`${(error as Error).message}\n(${pauses.join("; ")})\n${tail}`, { cause: error });
+        } finally {
+          for (const d of drainers) d.kill("SIGCONT");
+          await stopAll([...producers, ...drainers]);
+          rmSync(base, { recursive: true, force: true });
+        }
+      },
+    );
+  }
+});
+
 /** The drainer of the pair whose last line says it is active and has drained something. */
 function drainingOf(pair: readonly WorkerProcess<DrainerLine>[]): WorkerProcess<DrainerLine> | undefined {
   return pair.find((d) => {
