@@ -46,7 +46,7 @@ export {
   type CollectorOptions,
   type CollectResult,
 } from "./stats/index.js";
-export { StatsDb, DEFAULT_DB_FILE, type StatsDbOptions } from "./sinks/stats-db.js";
+export { StatsDb, DEFAULT_DB_FILE, type Fence, type StatsDbOptions } from "./sinks/stats-db.js";
 export {
   Progress,
   Job,

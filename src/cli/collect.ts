@@ -1,6 +1,6 @@
 // `memipc collect`: runs the stats collector in the foreground until SIGINT or SIGTERM, storing closed buckets
 // (and legacy counters) in a SQLite file.
-import { ConfigError, LeaseLostError } from "../errors.js";
+import { ConfigError, FencedError, LeaseLostError } from "../errors.js";
 import {
   DEFAULT_REPORT_TIME,
   dueReportDay,
@@ -113,12 +113,17 @@ export async function runCollect(args: string[]): Promise<void> {
     onPass: (result) => {
       if (verbose) process.stderr.write(`memipc collect: ${passLine(result)}\n`);
     },
-    // Passes are retried; say so on stderr, without repeating the same line every second.
+    onActive: (token) => {
+      if (verbose) process.stderr.write(`memipc collect: holding the lease; fencing token ${token}\n`);
+    },
+    // Passes are retried (a fenced collector stands by for the lease instead); say so on stderr, without
+    // repeating the same line every second.
     onError: (error) => {
       const now = Date.now();
       if (error.message === lastError.message && now - lastError.at < ERROR_REPEAT_EVERY) return;
       lastError = { message: error.message, at: now };
-      process.stderr.write(`memipc collect: ${error.message} (retrying)\n`);
+      const next = error instanceof FencedError ? "" : " (retrying)"; // a fenced one says it stands by
+      process.stderr.write(`memipc collect: ${error.message}${next}\n`);
     },
   });
   // Everything is checked: only now is the database created.
@@ -146,6 +151,7 @@ export async function runCollect(args: string[]): Promise<void> {
         );
       }
       try {
+        collector.takeFence();
         const result = await collector.collectOnce();
         process.stderr.write(`memipc collect: ${passLine(result)}\n`);
         await writeDueReport();

@@ -5,7 +5,7 @@ import { mkdir } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { Client } from "../client/index.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError, FencedError } from "../errors.js";
 import { startHttpServer } from "../http/index.js";
 import { dashboardRoutes } from "../http/dashboard/index.js";
 import { Drainer } from "../log/drainer.js";
@@ -91,7 +91,7 @@ export async function serve(
     const now = Date.now();
     if (now - (errors.get(key) ?? 0) < ERROR_REPEAT_EVERY) return;
     errors.set(key, now);
-    say(`${key} (retrying)`);
+    say(error instanceof FencedError ? key : `${key} (retrying)`); // a fenced part says it stands by
   };
   let server: MemcachedServer | undefined;
   if (config.memcached === undefined) {
@@ -196,8 +196,15 @@ export async function serve(
       collecting.abort();
       await collectorRun;
       if (collector !== undefined) {
-        const last = await collector.collectOnce({ openBuckets: true });
-        say(`stored the stats buckets still open (${last.values} values)`);
+        try {
+          const last = await collector.collectOnce({ openBuckets: true });
+          say(`stored the stats buckets still open (${last.values} values)`);
+        } catch (error) {
+          // A newer collector took the database over since this one was active: writing past it is what the
+          // fence is there to prevent, and stopping goes on.
+          if (!(error instanceof FencedError)) throw error;
+          say(`did not store the stats buckets still open: ${error.message}`);
+        }
       }
     } else {
       say("stopping: drainers finish their batch");

@@ -1,10 +1,11 @@
 // The stats history in SQLite: one row per name and collected bucket, written as absolute values, so a
 // bucket collected twice (a rerun, a crash before the commit, a re-read for late increments) never counts
 // twice. The schema is versioned with `PRAGMA user_version`; each migration runs once, in a transaction.
+// Writes can be fenced: a collector paused past its lease cannot write after its successor took over.
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { SinkError } from "../errors.js";
+import { FencedError, SinkError } from "../errors.js";
 
 export const DEFAULT_DB_FILE = "memipc-stats.db";
 /** ms a writer waits for another process's lock on the database before failing. */
@@ -55,6 +56,9 @@ export const MIGRATIONS: readonly string[] = [
          ALTER TABLE ${table}_v2 RENAME TO ${table};`,
     )
     .join("\n"),
+  // 3: fencing tokens. The database issues them itself, since it is what they protect: a holder's writes are
+  // refused once a newer holder has taken a token (see StatsDb.takeFence).
+  `CREATE TABLE fence (name TEXT PRIMARY KEY, token INTEGER NOT NULL);`,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -128,6 +132,13 @@ export interface StatName {
   last: number;
 }
 
+/** A fencing token held by this handle's writer: see StatsDb.fence. */
+export interface Fence {
+  /** What is guarded, e.g. "collect:memipc" (one collector per namespace). */
+  name: string;
+  token: number;
+}
+
 export interface StatsDbOptions {
   readonly: boolean;
   busyTimeout: number;
@@ -137,11 +148,23 @@ export class StatsDb {
   readonly file: string;
   readonly #db: Database.Database;
   readonly #statements: ReturnType<typeof prepare>;
+  /**
+   * When set, every write first checks, inside its own transaction, that the fence `name` still stands at
+   * `token`, and throws a FencedError (writing nothing) when a newer token was taken since. Unset, writes
+   * are not checked (a single writer without a lease).
+   */
+  fence: Fence | undefined = undefined;
+  /** Runs a write in an IMMEDIATE transaction (the fence read and the write see the same state), fenced. */
+  readonly #write: Database.Transaction<(work: () => unknown) => unknown>;
 
   private constructor(file: string, db: Database.Database) {
     this.file = file;
     this.#db = db;
     this.#statements = prepare(db);
+    this.#write = db.transaction((work: () => unknown) => {
+      this.#checkFence();
+      return work();
+    });
   }
 
   /**
@@ -200,7 +223,7 @@ export class StatsDb {
     collectedAt: number,
   ): void {
     const s = this.#statements;
-    this.#db.transaction(() => {
+    this.#fenced(() => {
       for (const { values, nextCheck } of buckets) {
         const { start, seconds } = values;
         for (const c of values.counters) s.upsertCounter.run(c.name, start, seconds, c.value);
@@ -212,7 +235,7 @@ export class StatsDb {
         const names = values.counters.length + values.gauges.length + values.timers.length;
         s.upsertBucket.run(seconds, start, names, collectedAt, collectedAt, nextCheck ?? null);
       }
-    })();
+    });
   }
 
   /** The collected bucket of this size with the latest start, if any. */
@@ -259,16 +282,20 @@ export class StatsDb {
 
   /** Records, before the counter is touched, that `value` is about to be taken out of legacy `name`. */
   beginLegacy(name: string, at: number, value: number, cas: bigint): number {
-    return Number(this.#statements.beginLegacy.run(name, at, value, cas.toString()).lastInsertRowid);
+    // Fenced like every write, and that matters most here: a stale collector refused at this step never
+    // goes on to decrement the counter its successor has already taken out.
+    return this.#fenced(() =>
+      Number(this.#statements.beginLegacy.run(name, at, value, cas.toString()).lastInsertRowid),
+    );
   }
 
   /** Settles a pending legacy row: `done` once memcached confirmed the decrement, or `unconfirmed`. */
   settleLegacy(id: number, state: LegacyState): void {
-    this.#statements.settleLegacy.run(state, id);
+    this.#fenced(() => this.#statements.settleLegacy.run(state, id));
   }
 
   dropLegacy(id: number): void {
-    this.#statements.dropLegacy.run(id);
+    this.#fenced(() => this.#statements.dropLegacy.run(id));
   }
 
   /** Legacy rows left pending by a collector that stopped between its two steps. */
@@ -288,7 +315,45 @@ export class StatsDb {
   }
 
   markReport(day: string, writtenAt: number, files: readonly string[]): void {
-    this.#statements.markReport.run(day, writtenAt, JSON.stringify(files));
+    this.#fenced(() => this.#statements.markReport.run(day, writtenAt, JSON.stringify(files)));
+  }
+
+  /**
+   * Takes the next fencing token of `name` (the stored one plus 1, from 1) in one IMMEDIATE transaction and
+   * returns it. A writer takes one each time it becomes the active one (right after acquiring its lease,
+   * before its first write) and sets `fence` to it; from then on the writes of any handle still holding an
+   * older token of `name` are refused.
+   */
+  takeFence(name: string): number {
+    const s = this.#statements;
+    const take = this.#db.transaction(() => {
+      const token = ((s.fenceToken.get(name) as number | undefined) ?? 0) + 1;
+      s.storeFence.run(name, token);
+      return token;
+    });
+    return take.immediate();
+  }
+
+  /** The fencing token of `name` stored now (0 when none was ever taken). */
+  fenceToken(name: string): number {
+    return (this.#statements.fenceToken.get(name) as number | undefined) ?? 0;
+  }
+
+  #fenced<T>(work: () => T): T {
+    return this.#write.immediate(work) as T;
+  }
+
+  #checkFence(): void {
+    const fence = this.fence;
+    if (fence === undefined) return;
+    const stored = this.fenceToken(fence.name);
+    if (stored === fence.token) return;
+    throw new FencedError(
+      `fenced: another collector took over ${fence.name} in ${this.file} (fencing token ${stored}) since ` +
+        `this one became active (token ${fence.token}); nothing of this write was stored. This one stops ` +
+        "and stands by for the lease; if it recurs, look for pauses longer than the lease TTL (a stopped " +
+        "process or VM, heavy swapping)",
+    );
   }
 
   close(): void {
@@ -383,6 +448,10 @@ function prepare(db: Database.Database) {
     markReport: db.prepare(
       `INSERT INTO reports (day, written_at, files) VALUES (?, ?, ?)
        ON CONFLICT (day) DO UPDATE SET written_at = excluded.written_at, files = excluded.files`,
+    ),
+    fenceToken: db.prepare(`SELECT token FROM fence WHERE name = ?`).pluck(),
+    storeFence: db.prepare(
+      `INSERT INTO fence (name, token) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET token = excluded.token`,
     ),
   };
 }

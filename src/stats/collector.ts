@@ -2,10 +2,12 @@
 // has passed, through the bucket's index and multi-gets, and stores the values in SQLite as absolute
 // numbers. Each bucket is read again on a schedule while its keys live, so late increments are picked up;
 // storing the same bucket twice never counts twice. Legacy plain counters are taken out with
-// read-then-decrement, so increments that land in between stay in memcached for the next round.
+// read-then-decrement, so increments that land in between stay in memcached for the next round. Each time a
+// collector becomes the active one it takes a fencing token from the database, which then refuses the writes
+// of any collector that was active before it (paused past its lease, then resumed).
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
-import { ConfigError, LeaseLostError } from "../errors.js";
+import { ConfigError, FencedError, LeaseLostError } from "../errors.js";
 import { Lease, type LeaseOptions } from "../lease/index.js";
 import type { BucketValues, StatsDb } from "../sinks/stats-db.js";
 import {
@@ -47,6 +49,8 @@ export interface CollectorOptions extends StatsAddress {
   /** Called after each pass of run(), and with each error it recovers from. */
   onPass?: (result: CollectResult) => void;
   onError?: (error: Error) => void;
+  /** Called by run() each time this collector becomes the active one, with the fencing token it took. */
+  onActive?: (token: number) => void;
   /** Called by run() after each pass, while holding the lease: the daily report hooks in here. */
   afterPass?: () => Promise<void>;
 }
@@ -92,6 +96,7 @@ export function resolveCollectorOptions(options: Partial<CollectorOptions> = {})
     clock: options.clock ?? Date.now,
     onPass: options.onPass,
     onError: options.onError,
+    onActive: options.onActive,
     afterPass: options.afterPass,
   };
   validateName(o.namespace, "namespace");
@@ -180,18 +185,19 @@ export class Collector {
 
   /**
    * Collects every `interval` seconds while holding the lease (standing by while another collector holds
-   * it), until `signal` aborts. Errors are reported through onError and the pass is tried again.
+   * it), until `signal` aborts. Errors are reported through onError and the pass is tried again; a
+   * FencedError (a newer collector took over the database) ends this holding, and it stands by again.
    */
   async run(signal?: AbortSignal): Promise<void> {
     if (this.#lease === undefined) {
-      while (!signal?.aborted) await this.#loop(signal);
+      while (!signal?.aborted) await this.#loop(signal, false);
       return;
     }
     await this.#lease.serve(
       async (held) => {
         this.#leased = true;
         try {
-          await this.#loop(held);
+          await this.#loop(held, true);
         } finally {
           this.#leased = false;
         }
@@ -205,15 +211,51 @@ export class Collector {
     return this.#lease;
   }
 
-  async #loop(signal: AbortSignal | undefined): Promise<void> {
+  /** The fence guarding the database against a stale collector: one collector per namespace. */
+  get fenceName(): string {
+    return `collect:${this.options.namespace}`;
+  }
+
+  /**
+   * Takes the next fencing token from the database and checks every later write of this collector against
+   * it, so that none lands once a newer collector has taken one. Call right after acquiring the lease and
+   * before the first write (run() does it each time it becomes active).
+   */
+  takeFence(): number {
+    // A token taken after the lease ran out (the process was paused since acquiring it) would fence out the
+    // collector that holds the lease now.
+    if (this.#lease !== undefined && !this.#lease.held) {
+      throw new LeaseLostError(
+        `collector does not hold its lease ${this.#lease.key} (lost, or never acquired): it takes no fencing token and stands by`,
+      );
+    }
+    const name = this.fenceName;
+    const token = this.#db.takeFence(name);
+    this.#db.fence = { name, token };
+    return token;
+  }
+
+  /** Passes every `interval` seconds until `signal` aborts; `fenced`: under the lease, so take a fence first. */
+  async #loop(signal: AbortSignal | undefined, fenced: boolean): Promise<void> {
+    let needFence = fenced;
     while (!signal?.aborted) {
       try {
+        if (needFence) {
+          const token = this.takeFence();
+          needFence = false;
+          this.options.onActive?.(token);
+        }
         const result = await this.collectOnce();
         this.options.onPass?.(result);
         if (!signal?.aborted) await this.options.afterPass?.();
       } catch (error) {
-        if (signal?.aborted) break;
-        this.#noteError(error as Error);
+        // Fenced means a newer collector has the database: this holding is over (its lease has expired,
+        // whether or not this process has noticed yet), so it stands by again, and always says why.
+        if (error instanceof FencedError) {
+          this.#noteError(error);
+          if (fenced) return;
+        } else if (signal?.aborted) break;
+        else this.#noteError(error as Error);
         await pause(RETRY_AFTER, signal);
         continue;
       }

@@ -23,7 +23,7 @@ test("stats db: a new file gets the current schema in WAL mode, in a folder crea
     .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
     .pluck()
     .all();
-  assert.deepEqual(tables, ["buckets", "counters", "gauges", "legacy", "reports", "timers"]);
+  assert.deepEqual(tables, ["buckets", "counters", "fence", "gauges", "legacy", "reports", "timers"]);
   raw.close();
 });
 
