@@ -8,6 +8,8 @@ import {
   DEFAULT_SEED_NAMES,
   DEFAULT_STREAM,
   Layout,
+  MAX_PARTITIONS,
+  checkPartitions,
   streamAddress,
   type StreamAddress,
 } from "../log/layout.js";
@@ -21,6 +23,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 /** Flags every command takes. */
 const COMMON_OPTIONS = {
   memcached: { type: "string" },
+  failover: { type: "boolean" },
   namespace: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
@@ -28,6 +31,7 @@ const COMMON_OPTIONS = {
 /** Flags of the commands that name a log stream. */
 export const STREAM_OPTIONS = {
   stream: { type: "string", short: "s" },
+  partitions: { type: "string", short: "p" },
   layout: { type: "string" },
   "seed-counter": { type: "string" },
   "seed-process": { type: "string" },
@@ -39,11 +43,13 @@ export type HelpRow = [flag: string, what: string, fallback?: string];
 
 export const COMMON_ROWS: HelpRow[] = [
   ["--memcached LIST", "servers, host:port[,host:port…]", `MEMIPC_MEMCACHED, else ${DEFAULT_MEMCACHED}`],
+  ["--failover", "a dead server's keys go to the next one (else fail)", "MEMIPC_FAILOVER, else off"],
   ["--namespace NS", "key prefix", `MEMIPC_NAMESPACE, else ${DEFAULT_NAMESPACE}`],
 ];
 
 export const STREAM_ROWS: HelpRow[] = [
   ["-s, --stream S", "the log stream (letters, digits, _ . -)", DEFAULT_STREAM],
+  ["-p, --partitions P", "the stream's partitions (1 to 256)", "MEMIPC_PARTITIONS, else 1"],
   ["--layout L", "default, or seed: the original idiom's keys", Layout.default],
   ["--seed-counter NAME", "seed layout: the counter key", DEFAULT_SEED_NAMES.counter],
   ["--seed-process NAME", "seed layout: the key old readers keep", DEFAULT_SEED_NAMES.process],
@@ -70,6 +76,8 @@ export function streamOptionTable(rows: readonly HelpRow[]): string {
 export interface Connection {
   servers: string;
   namespace: string;
+  /** On a pool, keys of a server marked dead go to the next server on the ring instead of failing. */
+  failover: boolean;
 }
 
 type Parsed<O extends Options> = ReturnType<
@@ -122,7 +130,7 @@ export function pick(
 
 /** `--memcached` and `--namespace`, checked: a bad address or name fails here, before anything connects. */
 export function connectionFrom(
-  values: { memcached?: string | undefined; namespace?: string | undefined },
+  values: { memcached?: string | undefined; namespace?: string | undefined; failover?: boolean | undefined },
   env: NodeJS.ProcessEnv,
 ): Connection {
   const [servers, serversFrom] = pick("--memcached", values.memcached, env, "MEMIPC_MEMCACHED") ?? [
@@ -143,7 +151,15 @@ export function connectionFrom(
   } catch (error) {
     throw new ConfigError(`${namespaceFrom}: ${(error as Error).message}`, { cause: error });
   }
-  return { servers, namespace };
+  return { servers, namespace, failover: values.failover === true || booleanEnv(env, "MEMIPC_FAILOVER") };
+}
+
+/** An on/off environment variable: true, 1, false, 0 or unset (off). */
+export function booleanEnv(env: NodeJS.ProcessEnv, name: string): boolean {
+  const text = env[name];
+  if (text === undefined || text === "" || text === "false" || text === "0") return false;
+  if (text === "true" || text === "1") return true;
+  throw new ConfigError(`${name} "${text}" must be true or false`);
 }
 
 /** The stream's address from the stream flags (see STREAM_OPTIONS). */
@@ -199,11 +215,24 @@ export function parseStreamFlags<O extends Options>(
   args: string[],
   options: O,
   positionals = false,
-): Parsed<typeof STREAM_OPTIONS & O> & { connection: Connection; address: StreamAddress } {
+): Parsed<typeof STREAM_OPTIONS & O> & {
+  connection: Connection;
+  address: StreamAddress;
+  partitions: number;
+} {
   const parsed = parseFlags(command, args, { ...STREAM_OPTIONS, ...options }, positionals);
-  const values = parsed.values as Parameters<typeof connectionFrom>[0] & Parameters<typeof addressFrom>[0];
+  const values = parsed.values as Parameters<typeof connectionFrom>[0] &
+    Parameters<typeof addressFrom>[0] & { partitions?: string | undefined };
   const connection = connectionFrom(values, process.env);
-  return { ...parsed, connection, address: addressFrom(values, connection) };
+  const address = addressFrom(values, connection);
+  const [text, from] = pick("--partitions", values.partitions, process.env, "MEMIPC_PARTITIONS") ?? ["1", ""];
+  const partitions = wholeNumber(text, from, 1, MAX_PARTITIONS);
+  try {
+    checkPartitions(partitions, address.layout);
+  } catch (error) {
+    throw new ConfigError(`${from}: ${(error as Error).message}`, { cause: error });
+  }
+  return { ...parsed, connection, address, partitions };
 }
 
 /** `--format`: jsonl (the default) or raw. */
@@ -217,7 +246,7 @@ export function formatFrom(text: string | undefined): SinkFormat {
 
 /** A client for the connection's servers. */
 export function connect(connection: Connection): Client {
-  return new Client({ servers: connection.servers });
+  return new Client({ servers: connection.servers, failover: connection.failover });
 }
 
 /** A whole number from `min` to `max`, or a ConfigError naming the flag. */

@@ -1,14 +1,16 @@
 // `memipc drain`: runs a log stream's drainer in the foreground, writing to files, until SIGINT or SIGTERM.
 import { access, constants, mkdir } from "node:fs/promises";
-import { ConfigError } from "../errors.js";
+import { ConfigError, FencedError } from "../errors.js";
 import {
   DEFAULT_HOLE_TIMEOUT,
   DEFAULT_LEASE_TTL,
-  Drainer,
   publishedMetrics,
   type DrainerMetrics,
+  type LogDrainer,
 } from "../log/drainer.js";
 import { MAX_LIMIT, type StreamAddress } from "../log/layout.js";
+import { DEFAULT_REORDER_WINDOW } from "../log/merge.js";
+import { createDrainer, type PartitionMetrics } from "../log/partitioned-drainer.js";
 import { DEFAULT_MAX_BYTES, openFileSink, type FsyncPolicy, type SinkFormat } from "../sinks/index.js";
 import {
   connect,
@@ -42,6 +44,7 @@ ${streamOptionTable([
   ["--hole-timeout MS", "ms a missing number may hold up the ones after it", String(DEFAULT_HOLE_TIMEOUT)],
   ["--limit N", "largest number of an epoch (the producers' limit)", String(MAX_LIMIT)],
   ["--lease-ttl SECONDS", "a dead drainer's lease expires after this", String(DEFAULT_LEASE_TTL)],
+  ["--reorder-window MS", "partitions: ms an entry waits for older ones", String(DEFAULT_REORDER_WINDOW)],
   ["-v, --verbose", `a status line every ${STATUS_EVERY / 1000} s on stderr`, "on for a terminal"],
 ])}
 --fsync batch makes each batch durable (fsync) before its entries are deleted from memcached; MS shares one
@@ -49,6 +52,12 @@ fsync among the batches of MS milliseconds, with the same guarantee; never leave
 machine crash or power cut can lose the last seconds. A missing number (taken by a producer that never wrote
 it) becomes a gap record after --hole-timeout. SIZE is bytes or a number with k, m or g (64m, 512k). Status
 lines and errors go to standard error. Read the output with "memipc tail --out DIR [-f]".
+
+With --partitions P (as many as the producers use, or more), each partition is drained in its own order and
+the partitions are merged into the same files in time order: each record says its "part", and an entry
+waits at most --reorder-window ms for older entries of partitions that have nothing waiting. Drainers that
+share DIR take turns through the lease; the folder's <stream>.fence keeps one that was paused past its
+lease from writing after its successor, so DIR must be on a file system with working POSIX locks.
 `;
 
 interface DrainSettings {
@@ -60,11 +69,13 @@ interface DrainSettings {
   holeTimeout: number;
   limit: number | undefined;
   leaseTtl: number;
+  partitions: number;
+  reorderWindow: number;
   verbose: boolean;
 }
 
 export async function runDrain(args: string[]): Promise<void> {
-  const { values, connection, address } = parseStreamFlags("drain", args, {
+  const { values, connection, address, partitions } = parseStreamFlags("drain", args, {
     out: { type: "string", short: "o" },
     format: { type: "string" },
     fsync: { type: "string" },
@@ -72,6 +83,7 @@ export async function runDrain(args: string[]): Promise<void> {
     "hole-timeout": { type: "string" },
     limit: { type: "string" },
     "lease-ttl": { type: "string" },
+    "reorder-window": { type: "string" },
     verbose: { type: "boolean", short: "v" },
   });
   if (values.out === undefined || values.out === "") {
@@ -96,6 +108,11 @@ export async function runDrain(args: string[]): Promise<void> {
       values["lease-ttl"] === undefined
         ? DEFAULT_LEASE_TTL
         : wholeNumber(values["lease-ttl"], "--lease-ttl", 2, MAX_LEASE_TTL),
+    partitions,
+    reorderWindow:
+      values["reorder-window"] === undefined
+        ? DEFAULT_REORDER_WINDOW
+        : wholeNumber(values["reorder-window"], "--reorder-window", 0, MAX_HOLE_TIMEOUT),
     verbose: values.verbose === true || process.stderr.isTTY === true,
   };
   await checkFolder(settings.out);
@@ -136,14 +153,17 @@ async function checkFolder(dir: string): Promise<void> {
 async function drain(client: ReturnType<typeof connect>, settings: DrainSettings, signal: AbortSignal) {
   const { address } = settings;
   let lastError = { message: "", at: 0 };
-  const drainer = new Drainer(client, {
+  const drainer = createDrainer(client, {
     ...address,
+    partitions: settings.partitions,
+    reorderWindow: settings.reorderWindow,
     holeTimeout: settings.holeTimeout,
     ...(settings.limit === undefined ? {} : { limit: settings.limit }),
     lease: { ttlSeconds: settings.leaseTtl },
     openSink: () =>
       openFileSink(settings.out, {
         stream: address.stream,
+        partitioned: settings.partitions > 1,
         format: settings.format,
         fsync: settings.fsync,
         maxBytes: settings.maxBytes,
@@ -153,7 +173,8 @@ async function drain(client: ReturnType<typeof connect>, settings: DrainSettings
       const now = Date.now();
       if (error.message === lastError.message && now - lastError.at < ERROR_REPEAT_EVERY) return;
       lastError = { message: error.message, at: now };
-      process.stderr.write(`memipc drain: ${error.message} (retrying)\n`);
+      const next = error instanceof FencedError ? "" : " (retrying)"; // a fenced drainer stands by
+      process.stderr.write(`memipc drain: ${error.message}${next}\n`);
     },
   });
   const name = `memipc drain ${address.stream}`;
@@ -177,7 +198,7 @@ async function drain(client: ReturnType<typeof connect>, settings: DrainSettings
 /** A status line every STATUS_EVERY ms until `signal` aborts. */
 async function reportStatus(
   client: ReturnType<typeof connect>,
-  drainer: Drainer,
+  drainer: LogDrainer,
   name: string,
   signal: AbortSignal,
 ): Promise<void> {
@@ -198,12 +219,16 @@ async function reportStatus(
   }
 }
 
-function statusLine(m: DrainerMetrics): string {
+function statusLine(m: DrainerMetrics & { partitions?: PartitionMetrics[] }): string {
   const at = (c: { epoch: number; seq: number } | undefined) =>
     c === undefined ? "-" : `${c.epoch}:${c.seq}`;
   const error = m.lastError === undefined ? "" : `, last error: ${m.lastError}`;
+  const where =
+    m.partitions === undefined
+      ? `head ${at(m.head)} cursor ${at(m.cursor)}`
+      : m.partitions.map((p) => `p${p.partition} ${at(p.cursor)}/${at(p.head)}`).join(" ");
   return (
-    `head ${at(m.head)} cursor ${at(m.cursor)} lag ${m.lag}, ${m.entriesPerSecond.toFixed(1)} entries/s, ` +
+    `${where} lag ${m.lag}, ${m.entriesPerSecond.toFixed(1)} entries/s, ` +
     `${m.entries} entries, ${m.gaps} gaps, ${m.late} late${error}`
   );
 }

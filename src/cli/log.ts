@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { ConfigError, LogError } from "../errors.js";
-import { LogProducer, type Appended } from "../log/producer.js";
+import { LogProducer, PartitionBy, type Appended, type AppendOptions } from "../log/producer.js";
 import { connect, parseStreamFlags, streamOptionTable } from "./common.js";
 
 export const LOG_WINDOW = 1000; // stdin lines appended at once; reading waits until they are stored
@@ -18,23 +18,41 @@ Prints nothing on success; exits non-zero with the error if an entry could not b
 
 ${streamOptionTable([
   ["--node NAME", "who logs, stored with each entry", "the host name"],
-  ["-v, --verbose", 'print "seq=N epoch=E" for each entry stored'],
+  ["--partition-by BY", "node (one partition per node) or round-robin", "node"],
+  ["--key KEY", "the partition of KEY (entries with one key stay in order)"],
+  ["-v, --verbose", 'print "seq=N epoch=E" (and "partition=P") per entry stored'],
 ])}
+With --partitions P, each entry goes to one of the stream's P partitions, each with its own counter (spread
+over the servers of a pool): all of a node's entries to the partition of its name, or entries in turn with
+--partition-by round-robin, or those with the same --key to the key's partition. The drainer must be given
+at least as many partitions.
+
 Examples:
   memipc log --stream orders "order 1234 paid"
   tail -F /var/log/app.log | memipc log --stream app -
+  memipc log --memcached a:11211,b:11211,c:11211 --partitions 4 --key order-1234 "order 1234 paid"
 `;
 
 export async function runLog(args: string[]): Promise<void> {
-  const { values, positionals, connection, address } = parseStreamFlags(
+  const { values, positionals, connection, address, partitions } = parseStreamFlags(
     "log",
     args,
     {
       node: { type: "string" },
+      "partition-by": { type: "string" },
+      key: { type: "string" },
       verbose: { type: "boolean", short: "v" },
     },
     true,
   );
+  const partitionBy = values["partition-by"] ?? PartitionBy.node;
+  if (partitionBy !== PartitionBy.node && partitionBy !== PartitionBy.roundRobin) {
+    throw new ConfigError(`--partition-by "${partitionBy}" is not known: use "node" or "round-robin"`);
+  }
+  if (values.key !== undefined && values["partition-by"] !== undefined) {
+    throw new ConfigError("--key places every entry by the key: give --key or --partition-by, not both");
+  }
+  const placement: AppendOptions = values.key === undefined ? {} : { key: values.key };
   const fromStdin = positionals.length === 1 && positionals[0] === "-";
   if (positionals.length === 0) {
     throw new ConfigError(
@@ -48,11 +66,11 @@ export async function runLog(args: string[]): Promise<void> {
   if (node.length === 0 || node.length > 255) throw new ConfigError("--node must be 1 to 255 characters");
   const client = connect(connection);
   try {
-    const producer = new LogProducer(client, { ...address, node });
-    const report = values.verbose === true ? printSeq : undefined;
-    if (fromStdin) await logLines(producer, process.stdin, report);
+    const producer = new LogProducer(client, { ...address, node, partitions, partitionBy });
+    const report = values.verbose === true ? (partitions > 1 ? printPlace : printSeq) : undefined;
+    if (fromStdin) await logLines(producer, process.stdin, report, placement);
     else {
-      const appended = await producer.append(positionals.join(" "));
+      const appended = await producer.append(positionals.join(" "), placement);
       report?.(appended);
     }
   } finally {
@@ -64,6 +82,10 @@ function printSeq({ epoch, seq }: Appended): void {
   process.stdout.write(`seq=${seq} epoch=${epoch}\n`);
 }
 
+function printPlace({ partition, epoch, seq }: Appended): void {
+  process.stdout.write(`seq=${seq} epoch=${epoch} partition=${partition}\n`);
+}
+
 /**
  * Appends each line of `input` as one entry, in order. Lines go out LOG_WINDOW at a time (one reservation
  * each), with at most two windows in flight; reading pauses while lines wait, so any amount of input runs in
@@ -73,6 +95,7 @@ export async function logLines(
   producer: LogProducer,
   input: Readable,
   report?: (appended: Appended) => void,
+  placement: AppendOptions = {},
 ): Promise<number> {
   const lines = createInterface({ input, crlfDelay: Infinity });
   const progress = process.stderr.isTTY ? new Progress() : undefined;
@@ -104,7 +127,7 @@ export async function logLines(
   let count = 0;
   /** Appends one window and reports it once stored; the first failure (by line) is kept in `failed`. */
   const send = (batch: string[], firstLine: number): Promise<void> => {
-    const appends = batch.map((line) => producer.append(line));
+    const appends = batch.map((line) => producer.append(line, placement));
     return Promise.allSettled(appends).then((results) => {
       for (let i = 0; i < results.length; i++) {
         const result = results[i]!;

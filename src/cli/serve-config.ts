@@ -7,11 +7,14 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "../errors.js";
 import { DEFAULT_REPORT_TIME } from "../sinks/report-files.js";
 import { checkTimeZone, localTimeZone } from "../sinks/report.js";
-import { validateName } from "../stats/layout.js";
+import { DEFAULT_LEASE_TTL } from "../log/drainer.js";
+import { MAX_PARTITIONS } from "../log/layout.js";
+import { DEFAULT_GRACE } from "../stats/collector.js";
+import { DEFAULT_BUCKET_SECONDS, validateName } from "../stats/layout.js";
 
 export const CONFIG_FILE = "memipc.config.json";
 
-type Kind = "string" | "port" | "list" | "boolean";
+type Kind = "string" | "port" | "list" | "boolean" | "count";
 
 interface Key {
   /** camelCase, as in the file. */
@@ -22,6 +25,8 @@ interface Key {
   flag: string;
   fallback: string | number | boolean | string[] | undefined;
   what: string;
+  /** A count's smallest and largest values. */
+  range?: [number, number];
 }
 
 export const KEYS: readonly Key[] = [
@@ -66,6 +71,14 @@ export const KEYS: readonly Key[] = [
     what: "embedded server: item memory",
   },
   {
+    name: "failover",
+    kind: "boolean",
+    env: "MEMIPC_FAILOVER",
+    flag: "failover",
+    fallback: false,
+    what: "on a pool: a dead server's keys go to the next server",
+  },
+  {
     name: "dataDir",
     kind: "string",
     env: "MEMIPC_DATA_DIR",
@@ -80,6 +93,24 @@ export const KEYS: readonly Key[] = [
     flag: "streams",
     fallback: ["log"],
     what: "log streams to drain",
+  },
+  {
+    name: "partitions",
+    kind: "count",
+    env: "MEMIPC_PARTITIONS",
+    flag: "partitions",
+    fallback: 1,
+    range: [1, MAX_PARTITIONS],
+    what: "partitions of each stream (at least the producers')",
+  },
+  {
+    name: "leaseTtl",
+    kind: "count",
+    env: "MEMIPC_LEASE_TTL",
+    flag: "lease-ttl",
+    fallback: DEFAULT_LEASE_TTL,
+    range: [2, 3600],
+    what: "seconds before a standby daemon takes over",
   },
   {
     name: "drain",
@@ -104,6 +135,24 @@ export const KEYS: readonly Key[] = [
     flag: "legacy",
     fallback: [],
     what: "legacy plain counters to collect",
+  },
+  {
+    name: "statsBucket",
+    kind: "count",
+    env: "MEMIPC_STATS_BUCKET",
+    flag: "stats-bucket",
+    fallback: DEFAULT_BUCKET_SECONDS,
+    range: [1, 86_400],
+    what: "seconds per stats bucket (the writers' too)",
+  },
+  {
+    name: "statsGrace",
+    kind: "count",
+    env: "MEMIPC_STATS_GRACE",
+    flag: "stats-grace",
+    fallback: DEFAULT_GRACE,
+    range: [0, 3600],
+    what: "seconds after a bucket ends before it is stored",
   },
   {
     name: "reportAt",
@@ -149,15 +198,20 @@ export const KEYS: readonly Key[] = [
 
 export interface ServeConfig {
   memcached: string | undefined;
+  failover: boolean;
   namespace: string;
   listen: string;
   port: number;
   memory: string;
   dataDir: string;
   streams: string[];
+  partitions: number;
+  leaseTtl: number;
   drain: boolean;
   collect: boolean;
   legacy: string[];
+  statsBucket: number;
+  statsGrace: number;
   reportAt: string;
   timeZone: string;
   httpListen: string;
@@ -171,8 +225,9 @@ export type Sources = Record<keyof ServeConfig, string>;
 export function configOptions() {
   const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" } };
   for (const key of KEYS) {
-    if (key.kind === "boolean") options[`no-${key.flag}`] = { type: "boolean" };
-    else options[key.flag] = { type: "string" };
+    if (key.kind !== "boolean") options[key.flag] = { type: "string" };
+    else if (key.fallback === false) options[key.flag] = { type: "boolean" };
+    else options[`no-${key.flag}`] = { type: "boolean" };
   }
   return options;
 }
@@ -202,6 +257,9 @@ export function resolveServeConfig(
     if (key.kind === "boolean" && values[`no-${key.flag}`] === true) {
       value = false;
       source = `flag --no-${key.flag}`;
+    } else if (key.kind === "boolean" && key.fallback === false && values[key.flag] === true) {
+      value = true;
+      source = `flag --${key.flag}`;
     } else if (key.kind !== "boolean" && values[key.flag] !== undefined) {
       value = fromText(key, values[key.flag] as string, `--${key.flag}`);
       source = `flag --${key.flag}`;
@@ -250,6 +308,9 @@ function fromJson(key: Key, value: unknown, where: string): unknown {
     case "port":
       if (typeof value === "number") return port(String(value), where);
       throw new ConfigError(`${where} must be a TCP port number (0 to 65535)`);
+    case "count":
+      if (typeof value === "number") return count(key, String(value), where);
+      throw new ConfigError(`${where} must be a whole number from ${key.range![0]} to ${key.range![1]}`);
     case "list":
       if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value;
       throw new ConfigError(`${where} must be a list of names, e.g. ["log", "orders"]`);
@@ -267,11 +328,21 @@ function fromText(key: Key, text: string, where: string): unknown {
       throw new ConfigError(`${where} "${text}" must be true or false`);
     case "port":
       return port(text, where);
+    case "count":
+      return count(key, text, where);
     case "list":
       return text.split(",").filter((s) => s !== "");
     default:
       return text;
   }
+}
+
+function count(key: Key, text: string, where: string): number {
+  const [min, max] = key.range!;
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max))
+    throw new ConfigError(`${where} "${text}" must be a whole number from ${min} to ${max}`);
+  return n;
 }
 
 function port(text: string, where: string): number {
@@ -334,8 +405,10 @@ export function formatConfig(config: ServeConfig, sources: Sources): string {
 export function configHelpRows(): Array<[string, string, string]> {
   return KEYS.map((key) => [
     key.kind === "boolean"
-      ? `--no-${key.flag}`
-      : `--${key.flag} ${key.kind === "list" ? "A,B" : key.kind === "port" ? "N" : "X"}`,
+      ? key.fallback === false
+        ? `--${key.flag}`
+        : `--no-${key.flag}`
+      : `--${key.flag} ${key.kind === "list" ? "A,B" : key.kind === "port" || key.kind === "count" ? "N" : "X"}`,
     key.what,
     `${key.env}, else ${key.fallback === undefined ? "unset" : JSON.stringify(key.fallback)}`,
   ]);

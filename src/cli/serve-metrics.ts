@@ -2,14 +2,14 @@
 // the drainer's head, cursor, lag, rate, gaps and late entries; the collector's passes; each memcached
 // server's items, memory, hits, connections and evictions; jobs by state.
 import type { Client } from "../client/index.js";
-import type { Drainer } from "../log/drainer.js";
+import type { LogDrainer } from "../log/drainer.js";
 import type { Progress } from "../progress/index.js";
 import type { Collector } from "../stats/collector.js";
 import { readServerStats, type ServerNames } from "../http/dashboard/server-stats.js";
 
 export interface DaemonParts {
   client: Client;
-  drainers: readonly Drainer[];
+  drainers: readonly LogDrainer[];
   collector: Collector | undefined;
   progress: Progress;
   serverNames?: ServerNames;

@@ -8,7 +8,8 @@ import { Client } from "../client/index.js";
 import { ConfigError, FencedError } from "../errors.js";
 import { startHttpServer } from "../http/index.js";
 import { dashboardRoutes } from "../http/dashboard/index.js";
-import { Drainer } from "../log/drainer.js";
+import type { LogDrainer } from "../log/drainer.js";
+import { createDrainer } from "../log/partitioned-drainer.js";
 import { Progress } from "../progress/index.js";
 import { startServer, parseSize, type MemcachedServer } from "../server/index.js";
 import { openFileSink } from "../sinks/file-sink.js";
@@ -107,12 +108,12 @@ export async function serve(
   // The daemon's own parts reach the embedded server on a listener of their own, which stays open while
   // the public one closes at shutdown.
   const servers = config.memcached ?? `127.0.0.1:${await server!.listenInternal()}`;
-  const client = new Client({ servers });
+  const client = new Client({ servers, failover: config.failover });
   const draining = new AbortController();
   const collecting = new AbortController();
   const running: Array<Promise<void>> = [];
   let collectorRun: Promise<void> | undefined;
-  const drainers: Drainer[] = [];
+  const drainers: LogDrainer[] = [];
   let collector: Collector | undefined;
   let db: StatsDb | undefined;
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
@@ -121,16 +122,19 @@ export async function serve(
     if (config.drain) {
       await mkdir(logs, { recursive: true });
       for (const stream of config.streams) {
-        const drainer = new Drainer(client, {
+        const drainer = createDrainer(client, {
           namespace: config.namespace,
           stream,
-          openSink: () => openFileSink(logs, { stream }),
+          partitions: config.partitions,
+          lease: { ttlSeconds: config.leaseTtl },
+          openSink: () => openFileSink(logs, { stream, partitioned: config.partitions > 1 }),
           onError: onError(`drainer ${stream}`),
         });
         drainers.push(drainer);
         running.push(drainer.run(draining.signal));
       }
-      say(`draining ${config.streams.join(", ")} into ${logs}`);
+      const parts = config.partitions > 1 ? ` (${config.partitions} partitions each)` : "";
+      say(`draining ${config.streams.join(", ")}${parts} into ${logs}, when this daemon holds their leases`);
     }
     if (config.collect) {
       db = StatsDb.open(join(config.dataDir, "stats.db"));
@@ -138,6 +142,9 @@ export async function serve(
       const reports = join(config.dataDir, "reports");
       collector = new Collector(client, stats, {
         namespace: config.namespace,
+        bucketSeconds: config.statsBucket,
+        grace: config.statsGrace,
+        lease: { ttlSeconds: config.leaseTtl },
         legacy: config.legacy,
         onError: onError("collector"),
         afterPass: async () => {
@@ -225,7 +232,7 @@ const DRAIN_POLL = 50; // ms between checks that the drainers reached the head
 const DRAIN_REPORT_EVERY = 5000; // ms between progress lines while draining at shutdown
 
 /** Waits until every drainer has written everything up to its stream's head (holes become gaps meanwhile). */
-async function drainToHead(drainers: readonly Drainer[], say: (line: string) => void): Promise<void> {
+async function drainToHead(drainers: readonly LogDrainer[], say: (line: string) => void): Promise<void> {
   const pending = new Set(drainers);
   let reportAt = Date.now() + DRAIN_REPORT_EVERY;
   while (pending.size > 0) {

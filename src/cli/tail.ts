@@ -10,6 +10,7 @@ import {
   entryKey,
   headKey,
   nextEpoch,
+  partitionAddress,
   rolledKey,
   splitHead,
   type StreamAddress,
@@ -60,15 +61,31 @@ ${streamOptionTable([
   ["-f, --follow", "keep printing new entries until interrupted"],
   ["--out DIR", "read the drained files in DIR, not memcached"],
   ["--format F", "with --out: jsonl, or raw (<stream>-….log files)", "jsonl"],
-])}`;
+  ["--partition N", "without --out: the partition to read (0 to P-1)", "0"],
+])}
+A partitioned stream's files show each record's partition before its number ("2:15"). From memcached, tail
+reads one partition at a time: with --partitions P, name it with --partition N.
+`;
 
 export async function runTail(args: string[]): Promise<void> {
-  const { values, connection, address } = parseStreamFlags("tail", args, {
+  const { values, connection, address, partitions } = parseStreamFlags("tail", args, {
     lines: { type: "string", short: "n" },
     follow: { type: "boolean", short: "f" },
     out: { type: "string" },
     format: { type: "string" },
+    partition: { type: "string" },
   });
+  if (values.partition !== undefined && values.out !== undefined) {
+    throw new ConfigError("--partition applies without --out: the files hold every partition");
+  }
+  if (partitions > 1 && values.partition === undefined && values.out === undefined) {
+    throw new ConfigError(
+      `the stream has ${partitions} partitions and tail reads memcached one partition at a time: add ` +
+        "--partition N, or read the drained files with --out DIR",
+    );
+  }
+  const partition =
+    values.partition === undefined ? 0 : wholeNumber(values.partition, "--partition", 0, partitions - 1);
   const lines =
     values.lines === undefined ? DEFAULT_LINES : wholeNumber(values.lines, "--lines", 0, MAX_LINES);
   const follow = values.follow === true;
@@ -89,7 +106,7 @@ export async function runTail(args: string[]): Promise<void> {
     }
     const client = connect(connection);
     try {
-      await tailMemcached(client, address, lines, stop?.signal);
+      await tailMemcached(client, partitionAddress(address, partition), lines, stop?.signal);
     } finally {
       client.close();
     }
@@ -268,18 +285,22 @@ async function followMemcached(
 function recordLine(line: string, format: LogFileFormat): string {
   if (format === "raw") return `${line}\n`;
   const record = parseLogRecord(line, format);
+  const part = record.kind === "entry" || record.kind === "gap" ? record.part : null;
+  const at = part === null ? "" : `${part}:`;
   switch (record.kind) {
+    case "checkpoint":
+      return "";
     case "line":
       return `${line}\n`;
     case "gap":
       return formatEntryLine(
-        `${record.from}-${record.to}`,
+        `${at}${record.from}-${record.to}`,
         record.time ?? undefined,
         undefined,
         `gap: ${record.reason}`,
       );
     case "entry": {
-      const seq = record.late ? `${record.seq}(late)` : record.seq;
+      const seq = `${at}${record.seq}${record.late ? "(late)" : ""}`;
       return formatEntryLine(seq, record.time ?? undefined, record.node ?? undefined, record.data);
     }
   }

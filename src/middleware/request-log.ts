@@ -50,6 +50,8 @@ export interface RequestEntry {
 /** Where an acknowledged entry was stored: its stream, epoch and sequence number. */
 export interface AppendedPosition {
   stream: string;
+  /** The stream's partition (0 unless `partitions` is above 1). */
+  partition: number;
   epoch: number;
   seq: number;
 }
@@ -64,6 +66,8 @@ export interface RequestLogOptions<Req = IncomingMessage> {
   namespace: string;
   /** The log stream entries go to. */
   stream: string;
+  /** The stream's partitions (default 1); this node's entries go to the partition of its name. */
+  partitions: number;
   /** This node's name, recorded with each entry. Default: the host name. */
   node: string;
   /** Append one entry per request (false: count only). */
@@ -128,6 +132,7 @@ export class RequestLog<Req = IncomingMessage> {
       clientOptions: options.clientOptions ?? {},
       namespace: options.namespace ?? (process.env.MEMIPC_NAMESPACE || DEFAULT_NAMESPACE),
       stream: options.stream ?? DEFAULT_STREAM,
+      partitions: options.partitions ?? 1,
       node: options.node ?? hostname(),
       log: options.log ?? true,
       count: options.count ?? true,
@@ -166,7 +171,12 @@ export class RequestLog<Req = IncomingMessage> {
     this.#ownClient = o.client === undefined;
     this.#client = o.client ?? new Client({ ...o.clientOptions, servers: o.servers! });
     this.#producer = o.log
-      ? new LogProducer(this.#client, { namespace: o.namespace, stream: o.stream, node: o.node })
+      ? new LogProducer(this.#client, {
+          namespace: o.namespace,
+          stream: o.stream,
+          node: o.node,
+          partitions: o.partitions,
+        })
       : undefined;
     this.#stats =
       this.count === undefined ? undefined : new StatsWriter(this.#client, { namespace: o.namespace });
@@ -290,8 +300,8 @@ export class RequestLog<Req = IncomingMessage> {
   async #append(entry: RequestEntry): Promise<void> {
     let position: AppendedPosition;
     try {
-      const { epoch, seq } = await this.#producer!.append(entry);
-      position = { stream: this.options.stream, epoch, seq };
+      const { partition, epoch, seq } = await this.#producer!.append(entry);
+      position = { stream: this.options.stream, partition, epoch, seq };
     } catch (error) {
       this.#failed++;
       this.#report(error);

@@ -7,9 +7,10 @@
 // paused past its lease and resumes finds a newer token and is refused (FencedError) before it touches a
 // file, and a drainer always writes after having read everything written before it: nothing twice.
 //
-// The lock is SQLite's (POSIX advisory locks): the folder must be on a local file system or one whose locks
-// work across the machines that share it. The lock is held only while bytes are appended or cut, never
-// during an fsync, so a paused holder stalls a successor only if paused in the middle of an append.
+// The lock is SQLite's (POSIX advisory locks), taken as an EXCLUSIVE transaction (so its commit never waits
+// on other processes): the folder must be on a local file system or one whose locks work across the machines
+// that share it. The lock is held while bytes are appended or cut and while the raw format's cursor file is
+// replaced, not during the fsync of appended bytes, so a paused holder seldom stalls a successor.
 import Database from "better-sqlite3";
 import { setTimeout as sleep } from "node:timers/promises";
 import { FencedError, SinkError } from "../errors.js";
@@ -32,10 +33,9 @@ export class FileFence {
     this.path = path;
     this.lockTimeout = options.lockTimeout ?? DEFAULT_LOCK_TIMEOUT;
     try {
-      this.#db = new Database(path);
-      // Waiting is done here, asynchronously: SQLite's own busy wait would block the event loop.
-      this.#db.pragma("busy_timeout = 0");
-      this.#db.pragma("synchronous = FULL");
+      // No busy timeout: waiting is done here, asynchronously (SQLite's own wait would block the event loop).
+      // Set through the constructor, not a PRAGMA, which would read the schema and could find it locked.
+      this.#db = new Database(path, { timeout: 0 });
     } catch (error) {
       throw new SinkError(
         `file sink: could not open the fence ${path} (${(error as Error).message}): check the output folder's ` +
@@ -66,7 +66,7 @@ export class FileFence {
       }
       token = this.#bump.get()!.token;
       return work();
-    });
+    }, true);
     // Only once committed: a failed take leaves the stored token as it was.
     this.#token = token;
     return result;
@@ -90,13 +90,14 @@ export class FileFence {
     if (this.#db.open) this.#db.close();
   }
 
-  async #underLock<T>(work: () => Promise<T>): Promise<T> {
+  /** Runs `work` in an exclusive transaction; `wrote`: the transaction changed the fence (take). */
+  async #underLock<T>(work: () => Promise<T>, wrote = false): Promise<T> {
     if (this.#locked)
       throw new SinkError(`file sink: the fence ${this.path} is already held by this process`);
     const deadline = Date.now() + this.lockTimeout;
     for (;;) {
       try {
-        this.#db.exec("BEGIN IMMEDIATE");
+        this.#db.exec("BEGIN EXCLUSIVE");
         break;
       } catch (error) {
         if ((error as { code?: unknown }).code !== "SQLITE_BUSY") {
@@ -119,15 +120,28 @@ export class FileFence {
       }
     }
     this.#locked = true;
-    let committed = false;
+    let result: T;
     try {
-      const result = await work();
+      result = await work();
+    } catch (error) {
+      this.#locked = false;
+      if (this.#db.inTransaction) this.#db.exec("ROLLBACK");
+      throw error;
+    }
+    try {
+      // Holding the exclusive lock, the commit waits on no one. Should it fail all the same, a guard's work
+      // stands (its check held under the lock, and the files have changed), but a token taken is lost.
       this.#db.exec("COMMIT");
-      committed = true;
-      return result;
+    } catch (error) {
+      if (this.#db.inTransaction) this.#db.exec("ROLLBACK");
+      if (!wrote) return result;
+      throw new SinkError(`file sink: could not commit the fence ${this.path}: ${(error as Error).message}`, {
+        cause: error,
+        file: this.path,
+      });
     } finally {
       this.#locked = false;
-      if (!committed && this.#db.inTransaction) this.#db.exec("ROLLBACK");
     }
+    return result;
   }
 }

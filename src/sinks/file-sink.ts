@@ -608,8 +608,11 @@ export class FileSink {
         if (line === "") continue;
         if (this.format === "raw") {
           const gap = parseRawGap(line);
-          if (gap !== undefined && gap.ms >= sinceMs && this.#mine(gap.record.part ?? 0))
+          if (gap !== undefined && gap.ms >= sinceMs && this.#mine(gap.record.part ?? 0)) {
+            // As from JSON Lines: only a partitioned sink's gaps name their partition.
+            if (!this.partitioned) delete gap.record.part;
             gaps.push(gap.record);
+          }
           continue;
         }
         let value: {

@@ -61,12 +61,14 @@ function fileOf(position: LogPosition): SinkFileName {
 // Records
 
 /**
- * A line of the files as a record: an entry, a gap, or (raw lines, or a line that is not a record) the text
- * as it is. Times are ms since the Unix epoch; null where the line has none.
+ * A line of the files as a record: an entry, a gap, a checkpoint (a partitioned stream's note of where each
+ * partition stands, nothing to show), or (raw lines, or a line that is not a record) the text as it is. Times
+ * are ms since the Unix epoch; null where the line has none. `part`: the partition, null when not partitioned.
  */
 export type LogRecord =
   | {
       kind: "entry";
+      part: number | null;
       epoch: number | null;
       seq: number;
       time: number | null;
@@ -74,23 +76,33 @@ export type LogRecord =
       data: unknown;
       late: boolean;
     }
-  | { kind: "gap"; epoch: number | null; from: number; to: number; reason: string; time: number | null }
+  | {
+      kind: "gap";
+      part: number | null;
+      epoch: number | null;
+      from: number;
+      to: number;
+      reason: string;
+      time: number | null;
+    }
+  | { kind: "checkpoint" }
   | { kind: "line"; text: string };
 
-const RAW_GAP = /^#memipc gap epoch=(\d+) from=(\d+) to=(\d+) reason=(\S+) time=(\S+)$/;
+const RAW_GAP = /^#memipc gap (?:part=(\d+) )?epoch=(\d+) from=(\d+) to=(\d+) reason=(\S+) time=(\S+)$/;
 
 /** Reads one line written by the sink in `format` (see formatJsonLine and formatRawLine). */
 export function parseLogRecord(text: string, format: LogFileFormat): LogRecord {
   if (format === "raw") {
     const gap = RAW_GAP.exec(text);
     if (gap === null) return { kind: "line", text };
-    const time = Date.parse(gap[5]!);
+    const time = Date.parse(gap[6]!);
     return {
       kind: "gap",
-      epoch: Number(gap[1]),
-      from: Number(gap[2]),
-      to: Number(gap[3]),
-      reason: gap[4]!,
+      part: gap[1] === undefined ? null : Number(gap[1]),
+      epoch: Number(gap[2]),
+      from: Number(gap[3]),
+      to: Number(gap[4]),
+      reason: gap[5]!,
       time: Number.isFinite(time) ? time : null,
     };
   }
@@ -102,6 +114,8 @@ export function parseLogRecord(text: string, format: LogFileFormat): LogRecord {
   }
   if (typeof value !== "object" || value === null) return { kind: "line", text };
   const v = value as {
+    part?: unknown;
+    checkpoint?: unknown;
     seq?: unknown;
     epoch?: unknown;
     ms?: unknown;
@@ -110,16 +124,19 @@ export function parseLogRecord(text: string, format: LogFileFormat): LogRecord {
     late?: unknown;
     gap?: { from?: unknown; to?: unknown; reason?: unknown };
   };
+  if (typeof v.checkpoint === "object" && v.checkpoint !== null) return { kind: "checkpoint" };
   const epoch = typeof v.epoch === "number" ? v.epoch : null;
   const time = typeof v.ms === "number" ? v.ms : null;
+  const part = typeof v.part === "number" ? v.part : null;
   if (typeof v.gap === "object" && v.gap !== null) {
     const { from, to, reason } = v.gap;
     if (typeof from !== "number" || typeof to !== "number") return { kind: "line", text };
-    return { kind: "gap", epoch, from, to, reason: String(reason), time };
+    return { kind: "gap", part, epoch, from, to, reason: String(reason), time };
   }
   if (typeof v.seq !== "number") return { kind: "line", text };
   return {
     kind: "entry",
+    part,
     epoch,
     seq: v.seq,
     time,

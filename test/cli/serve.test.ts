@@ -70,11 +70,20 @@ test("memipc config print: defaults, then the file, then the environment, then f
   assert.match(row("namespace"), /"fromenv"\s+env MEMIPC_NAMESPACE$/);
   assert.match(row("streams"), /\["a","b"\]\s+file /);
   assert.match(row("listen"), /"127.0.0.1"\s+default$/);
+  assert.match(row("failover"), /false\s+default$/);
+  const pool = await run(t, ["config", "print", "--failover", "--partitions", "4", "--lease-ttl", "3"]);
+  assert.equal(pool.code, 0, pool.stderr);
+  const poolRow = (key: string) => pool.stdout.split("\n").find((l) => l.startsWith(`${key} `))!;
+  assert.match(poolRow("failover"), /true\s+flag --failover$/);
+  assert.match(poolRow("partitions"), /4\s+flag --partitions$/);
+  assert.match(poolRow("leaseTtl"), /3\s+flag --lease-ttl$/);
   for (const [args, env, message] of [
     [["--http-port", "70000"], {}, /--http-port "70000" is not a TCP port/],
     [["--tz", "Nowhere/Else"], {}, /timeZone \(from flag --tz\)/],
     [["--streams", "bad name"], {}, /streams \(from flag --streams\)/],
     [[], { MEMIPC_DRAIN: "maybe" }, /MEMIPC_DRAIN "maybe" must be true or false/],
+    [["--partitions", "0"], {}, /--partitions "0" must be a whole number from 1 to 256/],
+    [[], { MEMIPC_LEASE_TTL: "1" }, /MEMIPC_LEASE_TTL "1" must be a whole number from 2 to 3600/],
     [["--memcached", "10.0.0.1:11211", "--port", "11300"], {}, /port .* is for the embedded server/],
     [["--config", join(dir, "missing.json")], {}, /does not exist/],
   ] as const) {

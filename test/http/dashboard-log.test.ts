@@ -46,7 +46,15 @@ function records(stream: EventStream): LogRecordJson[] {
 }
 
 function seqs(list: readonly LogRecordJson[]): Array<number | string> {
-  return list.map((r) => (r.kind === "entry" ? r.seq : r.kind === "gap" ? `gap ${r.from}-${r.to}` : r.text));
+  return list.map((r) =>
+    r.kind === "entry"
+      ? r.seq
+      : r.kind === "gap"
+        ? `gap ${r.from}-${r.to}`
+        : r.kind === "line"
+          ? r.text
+          : r.kind,
+  );
 }
 
 /** The log module's routes alone, as the dashboard serves them (for settings the defaults do not have). */

@@ -28,6 +28,7 @@ export function recordEvents(lines: readonly LogLine[], format: LogFileFormat): 
   let text = "";
   for (const line of lines) {
     const record = recordJson(line, format);
+    if (record.kind === "checkpoint") continue;
     text += `event: record\nid: ${record.cursor}\ndata: ${JSON.stringify(record)}\n\n`;
   }
   return text;

@@ -170,7 +170,7 @@ export class LogModule implements DashboardModule {
     const dir = this.source.logsDir;
     const format = await detectFormat(dir, stream);
     const page = await readPageBefore(dir, stream, extensionOf(format), before, limit);
-    const records = page.lines.map((line) => recordJson(line, format));
+    const records = page.lines.map((line) => recordJson(line, format)).filter((r) => r.kind !== "checkpoint");
     sendJson(response, 200, {
       stream,
       format,
@@ -363,7 +363,7 @@ const LOG_JS = String.raw`(function () {
   function row(r) {
     var tr, search;
     if (r.kind === "entry") {
-      var seq = el("td", { "class": "num", text: r.seq });
+      var seq = el("td", { "class": "num", text: r.part === null || r.part === undefined ? r.seq : r.part + ":" + r.seq });
       if (r.late) seq.appendChild(el("span", { "class": "tag late", title: "written after its gap was recorded", text: "late" }));
       tr = el("tr", { "class": r.late ? "entry late" : "entry" }, seq, timeCell(r.time),
         el("td", { text: r.node === null ? "–" : r.node }), el("td", { "class": "data", text: dataText(r.data) }));
@@ -372,7 +372,7 @@ const LOG_JS = String.raw`(function () {
       var missing = r.to - r.from + 1;
       var text = "gap: " + missing + (missing === 1 ? " entry" : " entries") + " missing (" + r.reason + ": " + (REASONS[r.reason] || "see the docs") + ")";
       tr = el("tr", { "class": "gap" },
-        el("td", { "class": "num", text: r.from === r.to ? r.from : r.from + "–" + r.to }), timeCell(r.time),
+        el("td", { "class": "num", text: (r.part === null || r.part === undefined ? "" : r.part + ":") + (r.from === r.to ? r.from : r.from + "–" + r.to) }), timeCell(r.time),
         el("td", null, el("span", { "class": "tag gap", text: "gap" })), el("td", { "class": "data", text: text }));
       search = r.from + " " + r.to + " " + text;
     } else {

@@ -1,7 +1,7 @@
 // What the dashboard reads: the daemon's running parts (drainers, collector) for their figures, memcached for
 // server stats and jobs, and the data folder for the log files, the stats database and the daily reports.
 import type { Client } from "../../client/index.js";
-import type { Drainer } from "../../log/drainer.js";
+import type { LogDrainer } from "../../log/drainer.js";
 import type { Progress } from "../../progress/index.js";
 import type { StatsDb } from "../../sinks/stats-db.js";
 import type { Collector } from "../../stats/collector.js";
@@ -15,7 +15,7 @@ export interface DashboardSource {
   namespace: string;
   /** The log streams this daemon drains (their drainers, in the same order). */
   streams: readonly string[];
-  drainers: readonly Drainer[];
+  drainers: readonly LogDrainer[];
   collector: Collector | undefined;
   progress: Progress;
   /** The stats database the collector writes, when it runs here. */
