@@ -29,14 +29,30 @@ export {
   ReportFormat,
   type DayReport,
 } from "./sinks/index.js";
-export { LogProducer, type ProducerOptions, type Appended } from "./log/producer.js";
+export {
+  LogProducer,
+  PartitionBy,
+  partitionOf,
+  type ProducerOptions,
+  type Appended,
+  type AppendOptions,
+} from "./log/producer.js";
 export {
   Drainer,
   publishedMetrics,
   type DrainerOptions,
   type DrainerMetrics,
+  type LogDrainer,
   type LogSink,
 } from "./log/drainer.js";
+export {
+  PartitionedDrainer,
+  createDrainer,
+  type PartitionedDrainerOptions,
+  type PartitionMetrics,
+  type AnyDrainerOptions,
+} from "./log/partitioned-drainer.js";
+export { DEFAULT_REORDER_WINDOW, type PartitionedSink } from "./log/merge.js";
 export { Layout, type StreamAddress, type SeedNames } from "./log/layout.js";
 export {
   StatsWriter,
