@@ -1,11 +1,14 @@
-// The servers a shared suite runs against: the embedded server and a real memcached. Suites are written once
-// and run for each target (the only thing that differs between their runs is how the server starts).
+// The servers a shared suite runs against: the embedded server, a real memcached, and (ALL_TARGETS) a pool of
+// three. Suites are written once and run for each target (only how the servers start differs between runs).
 import { startServer } from "../../src/server/index.js";
 import { startRealMemcached } from "./real-memcached.js";
 
 export interface RunningServer {
   readonly host: string;
+  /** The (first) server's port. */
   readonly port: number;
+  /** Every server, "host:port,…": one, or the pool's. */
+  readonly servers: string;
   stop(): Promise<void>;
 }
 
@@ -22,7 +25,8 @@ export const TARGETS: readonly Target[] = [
     real: false,
     async start() {
       const server = await startServer({ port: 0 });
-      return { host: "127.0.0.1", port: server.port, stop: () => server.close() };
+      const servers = `127.0.0.1:${server.port}`;
+      return { host: "127.0.0.1", port: server.port, servers, stop: () => server.close() };
     },
   },
   {
@@ -30,7 +34,26 @@ export const TARGETS: readonly Target[] = [
     real: true,
     async start() {
       const memcached = await startRealMemcached();
-      return { host: memcached.host, port: memcached.port, stop: () => memcached.stop() };
+      const servers = `${memcached.host}:${memcached.port}`;
+      return { host: memcached.host, port: memcached.port, servers, stop: () => memcached.stop() };
     },
   },
 ];
+
+/** Three real memcached servers, keys spread over them by the client's consistent hashing. */
+export const POOL_TARGET: Target = {
+  name: "pool of three real memcached",
+  real: true,
+  async start() {
+    const pool = await Promise.all([0, 1, 2].map(() => startRealMemcached()));
+    return {
+      host: pool[0]!.host,
+      port: pool[0]!.port,
+      servers: pool.map((m) => `${m.host}:${m.port}`).join(","),
+      stop: async () => void (await Promise.all(pool.map((m) => m.stop()))),
+    };
+  },
+};
+
+/** The three kinds of backend every primitive must work on: the embedded server, memcached, and a pool. */
+export const ALL_TARGETS: readonly Target[] = [...TARGETS, POOL_TARGET];

@@ -1,7 +1,7 @@
 // Partitioned streams in one process: producers pick partitions by node, in turn or by key; the partitioned
 // drainer writes every entry once with its partition, keeps each partition's order, merges partitions in time
 // order, and a restart goes on from every partition's cursor (an idle one's from a checkpoint). Run against
-// the embedded server and real memcached.
+// the embedded server, real memcached and a pool of three.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -15,7 +15,7 @@ import { createDrainer, PartitionedDrainer } from "../../src/log/partitioned-dra
 import { LogProducer, PartitionBy, partitionOf } from "../../src/log/producer.js";
 import { openFileSink } from "../../src/sinks/index.js";
 import { memcachedAvailable } from "../helpers/real-memcached.js";
-import { TARGETS, type RunningServer } from "../helpers/targets.js";
+import { ALL_TARGETS, type RunningServer } from "../helpers/targets.js";
 import { waitFor } from "../helpers/wait.js";
 
 interface Line {
@@ -61,7 +61,7 @@ function orderProblems(lines: readonly Line[]): string[] {
   return problems;
 }
 
-for (const target of TARGETS) {
+for (const target of ALL_TARGETS) {
   describe(`partitioned streams (${target.name})`, () => {
     let server: RunningServer | undefined;
     let client: Client;
@@ -69,7 +69,7 @@ for (const target of TARGETS) {
 
     before(async () => {
       server = target.real && !memcachedAvailable() ? undefined : await target.start();
-      if (server) client = new Client({ servers: `127.0.0.1:${server.port}` });
+      if (server) client = new Client({ servers: server.servers });
     });
     after(async () => {
       client?.close();

@@ -1,5 +1,5 @@
-// Job progress through memcached, against the embedded server and real memcached: throttled writes that end
-// exact, cancel seen by the job, stalled when heartbeats stop, listing and watching.
+// Job progress through memcached, against the embedded server, real memcached and a pool of three: throttled
+// writes that end exact, cancel seen by the job, stalled when heartbeats stop, listing and watching.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -9,28 +9,31 @@ import { ConfigError } from "../../src/errors.js";
 import { jobKey } from "../../src/progress/layout.js";
 import { Progress, type JobView } from "../../src/progress/progress.js";
 import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
-import { TARGETS, type RunningServer } from "../helpers/targets.js";
+import { ALL_TARGETS, type RunningServer } from "../helpers/targets.js";
 
 function namespace(): string {
   return "pg" + randomBytes(4).toString("hex");
 }
 
-for (const target of TARGETS) {
+for (const target of ALL_TARGETS) {
   describe(`progress (${target.name})`, () => {
     let server: RunningServer | undefined;
     let client: Client;
 
     before(async () => {
       server = target.real && !memcachedAvailable() ? undefined : await target.start();
-      if (server) client = new Client({ servers: `127.0.0.1:${server.port}` });
+      if (server) client = new Client({ servers: server.servers });
     });
     after(async () => {
       client?.close();
       await server?.stop();
     });
 
+    /** `set` commands the server (all of the pool's servers) carried out. */
     async function sets(): Promise<number> {
-      return Number((await client.stats()).values().next().value!.get("cmd_set"));
+      let total = 0;
+      for (const stats of (await client.stats()).values()) total += Number(stats.get("cmd_set"));
+      return total;
     }
 
     it("progress: 100,000 ticks write at most duration / throttle + 2 times, and the final state is exact", async (t) => {
