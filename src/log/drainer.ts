@@ -611,8 +611,7 @@ export class Drainer implements LogDrainer {
     const epoch = this.#epoch!;
     // The next epoch in line means a rollover (a reset's random epoch is that one only by a 1 in 2^31
     // draw); so does a marker, which also covers a head that rolled more than once since the last read.
-    const marker =
-      head?.epoch === nextEpoch(epoch) ? true : await this.#client.get(rolledKey(this.address, epoch));
+    const marker = head?.epoch === nextEpoch(epoch) ? true : await this.#marker(epoch);
     if (marker !== undefined) {
       this.#end = { last: this.options.limit, rolled: true, probedAt: 0, lost: false };
       this.#sawHead(this.options.limit, now);
@@ -687,10 +686,25 @@ export class Drainer implements LogDrainer {
     for (let steps = 0; steps < MAX_CHAIN; steps++) {
       const before = start === 1 ? MAX_EPOCH : start - 1;
       if (before === this.#epoch || before === epoch) break;
-      if ((await this.#client.get(rolledKey(this.address, before))) === undefined) break;
+      if ((await this.#marker(before)) === undefined) break;
       start = before;
     }
     return start;
+  }
+
+  /**
+   * The rollover marker of `epoch`, if any. A marker on a server of the pool that is down counts as none:
+   * the epoch is then closed as after a reset, which still drains every entry found past the last head read
+   * (probing window by window), rather than stalling this partition until the server is back.
+   */
+  async #marker(epoch: number): Promise<unknown> {
+    try {
+      return await this.#client.get(rolledKey(this.address, epoch));
+    } catch (error) {
+      if (!isUnreachable(error) || this.#client.servers.length === 1) throw error;
+      this.#lastError = `the rollover marker of epoch ${epoch} could not be read (${error.message}): taken as none`;
+      return undefined;
+    }
   }
 
   #enterEpoch(epoch: number): void {

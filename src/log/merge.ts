@@ -5,11 +5,12 @@
 // partition's rules hold in the output unchanged. Across partitions the merger always takes, of the records
 // waiting at the head of each partition's queue, the one with the earliest time (the producer's clock). A
 // partition with nothing waiting may still hand over an older entry, so it holds the others back unless
-// - it is idle: its last head read, at time h, found nothing more to hand over, so its next entries were
-//   appended after h and carry a time of at least h - window (clocks within `window` of each other); records
-//   up to that time may go; or
-// - it has held them back for `window` ms already (it is catching up slowly, waits at a hole, or its server
-//   is down): the merge goes on without it until it has records waiting again.
+// - its next entries cannot be older than the record: a partition's entries come in sequence order, which is
+//   their order of appending, so its next ones carry a time of at least t - window, where t is the latest
+//   time it has handed over, or, if it is idle (its last head read, at time h, found nothing more to hand
+//   over), the later of t and h (clocks within `window` of each other); or
+// - or the record has waited `window` ms since it reached the merger (a partition catching up slowly, waiting
+//   at a hole, or whose server is down, delays the others by at most that).
 // Gaps and late entries go out as soon as they reach the head of their queue (they have no place in time).
 //
 // Durability. A view's write resolves once the real write holding its last record is durable. Real writes
@@ -21,7 +22,7 @@ import type { Commit, Cursor, RecentRecords, SinkRecord } from "../sinks/index.j
 import type { LogSink } from "./drainer.js";
 
 export const DEFAULT_REORDER_WINDOW = 1000; // ms a record may wait for older ones of partitions with nothing waiting
-const RECHECK_EVERY = 10; // ms between looks while held back by a partition that may turn idle
+const RECHECK_EVERY = 10; // ms between looks while held back by a partition that may hand over older entries
 
 /** What the merger needs of the real sink; a FileSink opened with `partitioned: true` is one. */
 export interface PartitionedSink {
@@ -46,6 +47,8 @@ export interface MergerOptions {
 /** One view's write: its records (stamped with the partition), how far they have gone out. */
 interface Pending {
   part: number;
+  /** When it reached the merger (clock): none of its records waits for other partitions beyond the window. */
+  at: number;
   records: readonly SinkRecord[];
   next: number;
   resolve: (commit: Commit) => void;
@@ -59,8 +62,8 @@ export class Merger {
   /** Last position handed over by each partition's view (null: none yet), for the views' `after` checks. */
   readonly #handed: Array<Cursor | null>;
   readonly #generation: number;
-  /** Since when (clock) each partition with nothing waiting has held the others back; undefined: it does not. */
-  readonly #holdingSince: Array<number | undefined>;
+  /** The latest entry time each partition has handed over. */
+  readonly #latest: number[];
   /** Real writes not yet settled, each with the views' writes whose last record it holds. */
   readonly #writing = new Set<Pending[]>();
   #broken: Error | undefined;
@@ -74,7 +77,7 @@ export class Merger {
     this.#queues = Array.from({ length: options.partitions }, () => []);
     this.#handed = Array.from({ length: options.partitions }, (_, part) => sink.cursor(part) ?? null);
     this.#generation = sink.generation;
-    this.#holdingSince = new Array<number | undefined>(options.partitions).fill(undefined);
+    this.#latest = new Array<number>(options.partitions).fill(-Infinity);
   }
 
   get broken(): Error | undefined {
@@ -119,14 +122,17 @@ export class Merger {
     for (const record of records) {
       record.part = part;
       if (record.kind === "gap") this.#handed[part] = { epoch: record.epoch, seq: record.to };
-      else if (record.late !== true) this.#handed[part] = { epoch: record.epoch, seq: record.seq };
+      else if (record.late !== true) {
+        this.#handed[part] = { epoch: record.epoch, seq: record.seq };
+        if (record.time > this.#latest[part]!) this.#latest[part] = record.time;
+      }
     }
     return new Promise<Commit>((resolve, reject) => {
       if (records.length === 0) {
         resolve(this.#commitFor(part, undefined, 0));
         return;
       }
-      this.#queues[part]!.push({ part, records, next: 0, resolve, reject });
+      this.#queues[part]!.push({ part, at: this.options.clock(), records, next: 0, resolve, reject });
       this.#schedule();
     });
   }
@@ -170,8 +176,14 @@ export class Merger {
         }
       }
       if (best === undefined) break;
-      wakeIn = this.#heldBack(bestTime, now);
-      if (wakeIn !== Infinity) break;
+      // Gaps and late entries have no place in time: they never wait.
+      if (bestTime !== -Infinity) {
+        const left = best.at + this.options.window - now;
+        if (left > 0 && this.#heldBack(bestTime)) {
+          wakeIn = Math.min(left, RECHECK_EVERY);
+          break;
+        }
+      }
       batch.push(best.records[best.next]!);
       best.next++;
       if (best.next === best.records.length) {
@@ -203,28 +215,15 @@ export class Merger {
     );
   }
 
-  /**
-   * Whether a record of time `time` must wait for a partition with nothing waiting (see the top of this
-   * file): Infinity when it may go, else the ms after which to look again.
-   */
-  #heldBack(time: number, now: number): number {
+  /** Whether a partition with nothing waiting may still hand over an entry older than `time`. */
+  #heldBack(time: number): boolean {
     const { window, idleAt } = this.options;
-    let wakeIn = Infinity;
     for (let part = 0; part < this.#queues.length; part++) {
-      if (this.#queues[part]!.length > 0) {
-        this.#holdingSince[part] = undefined;
-        continue;
-      }
-      const idle = idleAt(part);
-      if (idle !== undefined && idle - window >= time) {
-        this.#holdingSince[part] = undefined;
-        continue;
-      }
-      const since = (this.#holdingSince[part] ??= now);
-      const left = since + window - now;
-      if (left > 0) wakeIn = Math.min(wakeIn, left, RECHECK_EVERY);
+      if (this.#queues[part]!.length > 0) continue;
+      const idle = idleAt(part) ?? -Infinity;
+      if (Math.max(idle, this.#latest[part]!) - window < time) return true;
     }
-    return wakeIn;
+    return false;
   }
 
   #break(error: Error, notify: boolean): void {

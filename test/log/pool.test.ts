@@ -210,7 +210,8 @@ describe("partitioned log on a pool of three memcached", () => {
           const after = later.find((m) => m.partition === p)?.entries ?? 0;
           assert.ok(
             after > before,
-            `partition ${p} kept draining while a server was down (${before} → ${after})`,
+            `partition ${p} kept draining while a server was down (${before} → ${after})\n` +
+              describeDrainer(drainer),
           );
         }
         // Appends whose keys were on the dead server failed (and were not acknowledged): only those count.
