@@ -1,10 +1,13 @@
 // The dashboard's overview against real parts started here: an embedded server, drainers writing files, a
 // collector with its SQLite file, jobs. GET /api/overview gives the drainers' real head, cursor and lag, the
 // collector's pass, jobs by state and each server's figures; a server that evicted items carries a warning;
-// a server that does not answer shows as down while the rest still shows; the page loads its script only.
+// a server that does not answer shows as down while the rest still shows; the page loads its script only. A
+// partitioned stream shows each partition's cursor moving, on this node and on a standby's, and its rows in
+// chromium (test-artifacts/dashboard-overview-partitions.png); a drainer on a pool with a server down names
+// it in a warning.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,11 +15,12 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client } from "../../src/client/index.js";
 import { dashboardRoutes, type DashboardSource } from "../../src/http/dashboard/index.js";
-import type { Overview } from "../../src/http/dashboard/overview-data.js";
+import type { Overview, PartitionView } from "../../src/http/dashboard/overview-data.js";
 import { startHttpServer, type HttpServer } from "../../src/http/index.js";
 import { Drainer } from "../../src/log/drainer.js";
-import { headKey, streamAddress } from "../../src/log/layout.js";
-import { LogProducer } from "../../src/log/producer.js";
+import { entryKey, headKey, MAX_EPOCH, rolledKey, splitHead, streamAddress } from "../../src/log/layout.js";
+import { PartitionedDrainer } from "../../src/log/partitioned-drainer.js";
+import { LogProducer, partitionOf } from "../../src/log/producer.js";
 import { Progress } from "../../src/progress/index.js";
 import { startServer, type MemcachedServer } from "../../src/server/index.js";
 import { openFileSink } from "../../src/sinks/index.js";
@@ -24,6 +28,7 @@ import { StatsDb } from "../../src/sinks/stats-db.js";
 import { Collector } from "../../src/stats/collector.js";
 import { StatsWriter } from "../../src/stats/index.js";
 import { fetchJson, fetchText } from "./http-client.js";
+import { ARTIFACTS, launchChromium } from "../helpers/browser.js";
 import { waitFor } from "../helpers/wait.js";
 
 const TEST_TIMEOUT_MS = 60_000;
@@ -39,6 +44,14 @@ async function closedPort(): Promise<number> {
   const port = (server.address() as { port: number }).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/** Keys that `partitionOf` puts in `partition` of `partitions`, as many as asked for. */
+function keysOf(partition: number, partitions: number, count: number): string[] {
+  const keys: string[] = [];
+  for (let i = 0; keys.length < count; i++)
+    if (partitionOf(`key-${i}`, partitions) === partition) keys.push(`key-${i}`);
+  return keys;
 }
 
 /** A source with nothing running in it but the client: for the server-only checks. */
@@ -264,6 +277,192 @@ describe("dashboard overview", { timeout: TEST_TIMEOUT_MS }, () => {
     // The page itself still loads.
     const page = await fetchText(`${other.url}/`);
     assert.equal(page.status, 200);
+  });
+
+  it("overview: a partitioned stream shows each partition's head, cursor, lag and entries as they move, here, on a standby's node and in chromium", async (t) => {
+    const stream = name("parts");
+    const PARTITIONS = 3;
+    const drainer = new PartitionedDrainer(client, {
+      namespace,
+      stream,
+      partitions: PARTITIONS,
+      pollEvery: 10,
+      reorderWindow: 50,
+      openSink: () => openFileSink(join(dir, "parts"), { stream, partitioned: true }),
+    });
+    running.push(drainer.run(stop.signal));
+    const source: DashboardSource = {
+      ...bareSource(client, namespace, dir),
+      streams: [stream],
+      drainers: [drainer],
+    };
+    const other = await startHttpServer({ client, namespace, port: 0, routes: dashboardRoutes(source) });
+    closers.push(() => other.close());
+    const view = async () => (await fetchJson<Overview>(`${other.url}/api/overview`)).json.streams[0]!;
+    const cursors = (v: { partitions: PartitionView[] | null } | null | undefined) =>
+      v?.partitions?.map((p) => p.cursor?.seq ?? 0).join(",");
+
+    // Entries in partitions 0 and 2, none in 1; then more in partition 0.
+    const producer = new LogProducer(client, { namespace, stream, partitions: PARTITIONS, node: "web-3" });
+    const [first, third] = [keysOf(0, PARTITIONS, 4), keysOf(2, PARTITIONS, 3)];
+    for (const key of first.slice(0, 2)) assert.equal((await producer.append(key, { key })).partition, 0);
+    for (const key of third) assert.equal((await producer.append(key, { key })).partition, 2);
+    let shown = await view();
+    await waitFor(
+      async () => cursors((shown = await view())) === "2,0,3",
+      "partitions 0 and 2 drained",
+      10_000,
+    );
+    for (const key of first.slice(2)) await producer.append(key, { key });
+    await waitFor(
+      async () => cursors((shown = await view())) === "4,0,3",
+      "partition 0's cursor to move",
+      10_000,
+    );
+
+    assert.equal(shown.state, "active");
+    assert.deepEqual([shown.head, shown.cursor], [null, null], "no head or cursor for the whole stream");
+    assert.equal(shown.entries, 7);
+    assert.equal(shown.lag, 0);
+    assert.deepEqual(shown.unreachable, []);
+    assert.deepEqual(
+      shown.partitions!.map((p) => [
+        p.partition,
+        p.head?.seq ?? 0,
+        p.cursor?.seq ?? 0,
+        p.lag,
+        p.entries,
+        p.gaps,
+      ]),
+      [
+        [0, 4, 4, 0, 4, 0],
+        [1, 0, 0, 0, 0, 0],
+        [2, 3, 3, 0, 3, 0],
+      ],
+    );
+
+    // A standby's node shows the active drainer's partitions, as it publishes them in memcached.
+    const standby = new PartitionedDrainer(client, {
+      namespace,
+      stream,
+      partitions: PARTITIONS,
+      openSink: () => openFileSink(join(dir, "parts-standby"), { stream, partitioned: true }),
+    });
+    running.push(standby.run(stop.signal));
+    const standbyHttp = await startHttpServer({
+      client,
+      namespace,
+      port: 0,
+      routes: dashboardRoutes({ ...source, drainers: [standby] }),
+    });
+    closers.push(() => standbyHttp.close());
+    let elsewhere: Overview["streams"][number] | undefined;
+    await waitFor(
+      async () => {
+        elsewhere = (await fetchJson<Overview>(`${standbyHttp.url}/api/overview`)).json.streams[0];
+        return cursors(elsewhere?.activeElsewhere) === "4,0,3";
+      },
+      "the active drainer's published partitions",
+      10_000,
+    );
+    assert.equal(elsewhere!.state, "standby");
+    assert.equal(elsewhere!.activeElsewhere!.owner, drainer.owner);
+    assert.deepEqual(
+      elsewhere!.activeElsewhere!.partitions!.map((p) => p.entries),
+      [4, 0, 3],
+    );
+
+    // The page: the stream's row says how many partitions, and a row per partition follows it.
+    const browser = await launchChromium(t);
+    if (browser === undefined) return;
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on("pageerror", (error) => problems.push(error.message));
+    await page.goto(`${other.url}/`);
+    const partitionRows = `#streams-body tr.partition[data-partition-of="${stream}"]`;
+    const rows = page.locator(partitionRows);
+    await rows.nth(PARTITIONS - 1).waitFor({ timeout: 10_000 });
+    assert.equal(await rows.count(), PARTITIONS);
+    const row = page.locator(`#streams-body tr[data-stream="${stream}"]`);
+    assert.match((await row.textContent()) ?? "", /3 partitions/);
+    const cells = async (partition: number) =>
+      page.locator(`${partitionRows}[data-partition="${partition}"] td`).allTextContents();
+    const [label, entries, head, cursor, lag] = await cells(0);
+    assert.deepEqual([label, entries, lag], ["partition 0", "4 entries", "0"]);
+    assert.match(head!, /^4 \(epoch \d+\)$/);
+    assert.equal(cursor, head);
+    assert.deepEqual((await cells(1)).slice(0, 2), ["partition 1", "0 entries"]);
+    assert.deepEqual(problems, [], "no script errors");
+    await mkdir(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-overview-partitions.png"), fullPage: true });
+  });
+
+  it("overview: a drainer on a pool with a server down names that server in a warning: its entries become gaps", async () => {
+    const down = `127.0.0.1:${await closedPort()}`;
+    const pool = new Client({ servers: `127.0.0.1:${memcached.port},${down}` });
+    closers.push(() => pool.close());
+    const onDown = (key: string) => pool.serverIndex(key) === 1;
+    // A stream whose counter is on the live server, and whose first entries are on both. Appends whose entry
+    // is on the server that is down fail; their numbers are taken all the same. The drainer starts by looking
+    // for the rollover marker of the epoch before, a read that fails on a server that is down: that key must
+    // be on the live one too.
+    let stream = "";
+    for (let tries = 1, found = false; !found; tries++) {
+      assert.ok(tries <= 1000, "a stream name that puts its keys where the test needs them");
+      stream = name("pool");
+      const address = streamAddress({ namespace, stream });
+      if (onDown(headKey(address))) continue;
+      const producer = new LogProducer(pool, { namespace, stream, node: "web-4" });
+      for (let i = 1; i <= 4; i++) await producer.append(`entry ${i}`).catch(() => undefined);
+      const { epoch } = splitHead(BigInt((await pool.get(headKey(address)))!.value.toString("latin1")));
+      found =
+        !onDown(rolledKey(address, epoch === 1 ? MAX_EPOCH : epoch - 1)) &&
+        !onDown(entryKey(address, epoch, 1)) &&
+        [2, 3, 4].some((seq) => onDown(entryKey(address, epoch, seq)));
+    }
+    const drainer = new Drainer(pool, {
+      namespace,
+      stream,
+      lease: false,
+      pollEvery: 10,
+      holeTimeout: 60_000,
+      openSink: () => openFileSink(join(dir, "pool"), { stream }),
+    });
+    running.push(drainer.run(stop.signal));
+    const other = await startHttpServer({
+      client: pool,
+      namespace,
+      port: 0,
+      routes: dashboardRoutes({
+        ...bareSource(pool, namespace, dir),
+        streams: [stream],
+        drainers: [drainer],
+      }),
+    });
+    closers.push(() => other.close());
+    let json: Overview | undefined;
+    await waitFor(
+      async () => {
+        json = (await fetchJson<Overview>(`${other.url}/api/overview`)).json;
+        return json.streams[0]!.unreachable.length > 0;
+      },
+      "the drainer to find the server unreachable",
+      10_000,
+    );
+    const view = json!.streams[0]!;
+    assert.deepEqual(view.unreachable, [down]);
+    assert.equal(view.partitions, null, "an unpartitioned stream");
+    assert.ok(view.cursor !== null && view.cursor.seq >= 1, "the live server's entries are drained");
+    const warning = json!.warnings.find((w) => w.includes(stream) && w.includes(down));
+    assert.ok(warning, `a warning naming the server: ${JSON.stringify(json!.warnings)}`);
+    assert.match(warning, /not being read/);
+    assert.match(warning, /become gaps after the hole timeout/);
+    assert.match(warning, /bring the server back or check the network/);
+    assert.equal(
+      json!.warnings.filter((w) => w.includes(stream)).length,
+      1,
+      "the drainer's own error about it is told in the same warning",
+    );
   });
 
   it("overview: browsers polling at once share one read of the figures", async () => {

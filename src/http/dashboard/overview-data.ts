@@ -1,7 +1,9 @@
 // What the overview shows, as JSON (GET /api/overview): each memcached server's health, each stream's
-// drainer, the collector's last pass and jobs by state. Each part is read on its own, so one that fails
-// (a server down, memcached unreachable for the job list) shows its error and the rest still shows.
+// drainer (each partition's, for a partitioned stream), the collector's last pass and jobs by state. Each
+// part is read on its own, so one that fails (a server down, memcached unreachable for the job list) shows
+// its error and the rest still shows.
 import { publishedMetrics, type DrainerMetrics } from "../../log/drainer.js";
+import type { PartitionMetrics } from "../../log/partitioned-drainer.js";
 import type { JobView } from "../../progress/index.js";
 import type { Cursor } from "../../sinks/file-sink.js";
 import { readServerStats, serverFigures, type ServerFigures } from "./server-stats.js";
@@ -43,6 +45,13 @@ export interface StreamView {
   /** ms since the Unix epoch of the last write; null before the first. */
   lastDrainAt: number | null;
   lastError: string | null;
+  /**
+   * Each partition's figures, for a partitioned stream (null when it has one partition); the stream's `head`
+   * and `cursor` are then null, and its lag, entries, gaps and late are the partitions' sums.
+   */
+  partitions: PartitionView[] | null;
+  /** Servers of the pool whose entries the drainer could not read lately (their missing entries become gaps). */
+  unreachable: string[];
   /** For a standby drainer: the active one's figures as it publishes them in memcached (about 1 s old). */
   activeElsewhere: {
     owner: string;
@@ -51,7 +60,20 @@ export interface StreamView {
     lag: number;
     entriesPerSecond: number;
     lastDrainAt: number | null;
+    /** As in the active drainer's published figures, for a partitioned stream; null otherwise. */
+    partitions: PartitionView[] | null;
   } | null;
+}
+
+/** One partition of a partitioned stream: its counter, its durable position and what was drained of it. */
+export interface PartitionView {
+  partition: number;
+  head: Cursor | null;
+  cursor: Cursor | null;
+  lag: number;
+  entries: number;
+  gaps: number;
+  late: number;
 }
 
 export interface CollectorView {
@@ -99,7 +121,18 @@ export async function readOverview(source: DashboardSource): Promise<Overview> {
     }
   }
   for (const s of streams) {
-    if (s.lastError !== null) warnings.push(`drainer of stream ${s.stream}: ${s.lastError}`);
+    // The drainer's error about unreachable servers names them: it is told once, in the warning that explains.
+    const told = s.unreachable.some((server) => s.lastError?.includes(server) === true);
+    if (s.unreachable.length > 0) {
+      warnings.push(
+        `drainer of stream ${s.stream} cannot read memcached ${s.unreachable.join(", ")}: log entries stored ` +
+          "there are not being read; the missing ones become gaps after the hole timeout (and are written as late " +
+          "entries if the server comes back with them within the late window, ten minutes by default); bring " +
+          "the server back or check the network between this node and it" +
+          (told ? ` (last error: ${s.lastError})` : ""),
+      );
+    }
+    if (s.lastError !== null && !told) warnings.push(`drainer of stream ${s.stream}: ${s.lastError}`);
   }
   const collector = source.collector?.metrics;
   if (collector?.lastError !== undefined) warnings.push(`collector: ${collector.lastError}`);
@@ -125,14 +158,19 @@ export async function readOverview(source: DashboardSource): Promise<Overview> {
   };
 }
 
+/** A drainer's metrics: a PartitionedDrainer's carry each partition's. */
+type Metrics = DrainerMetrics & { partitions?: PartitionMetrics[] };
+
 async function streamView(
   source: DashboardSource,
-  m: DrainerMetrics,
+  m: Metrics,
   address: Parameters<typeof publishedMetrics>[1],
 ): Promise<StreamView> {
   let activeElsewhere: StreamView["activeElsewhere"] = null;
   if (!m.active) {
-    const published = await publishedMetrics(source.client, address).catch(() => undefined);
+    const published: Metrics | undefined = await publishedMetrics(source.client, address).catch(
+      () => undefined,
+    );
     if (published !== undefined && published.owner !== m.owner) {
       activeElsewhere = {
         owner: published.owner,
@@ -141,6 +179,10 @@ async function streamView(
         lag: published.lag,
         entriesPerSecond: published.entriesPerSecond,
         lastDrainAt: published.lastDrainAt ?? null,
+        // Published by another process, maybe of another version: only a list of objects is taken.
+        partitions: Array.isArray(published.partitions)
+          ? published.partitions.filter((p) => typeof p === "object" && p !== null).map(partitionView)
+          : null,
       };
     }
   }
@@ -158,7 +200,21 @@ async function streamView(
     late: m.late,
     lastDrainAt: m.lastDrainAt ?? null,
     lastError: m.lastError ?? null,
+    partitions: m.partitions === undefined ? null : m.partitions.map(partitionView),
+    unreachable: m.unreachable.map((server) => source.serverNames?.[server] ?? server),
     activeElsewhere,
+  };
+}
+
+function partitionView(p: PartitionMetrics): PartitionView {
+  return {
+    partition: p.partition,
+    head: p.head ?? null,
+    cursor: p.cursor ?? null,
+    lag: p.lag,
+    entries: p.entries,
+    gaps: p.gaps,
+    late: p.late,
   };
 }
 

@@ -1,5 +1,6 @@
 // The dashboard's overview (`/`, and its figures as JSON at GET /api/overview): memcached servers' health,
-// each stream's drainer, the collector's last pass and jobs by state, refreshed every 2 s by the browser.
+// each stream's drainer (with a row per partition under a partitioned stream), the collector's last pass and
+// jobs by state, refreshed every 2 s by the browser.
 // However many browsers watch, the figures are read at most once per OVERVIEW_MAX_AGE.
 import { sendJson } from "../responses.js";
 import { dashboardPage, pageHeaders } from "./layout.js";
@@ -63,18 +64,34 @@ const OVERVIEW_JS = String.raw`(function () {
     streams.forEach(function (s) {
       var other = s.state === "standby" ? s.activeElsewhere : null;
       var shown = other || s;
+      var parts = other ? other.partitions : s.partitions;
       var state = s.state === "active" ? "active" : other ? "standby (" + other.owner + " drains)" : "standby";
+      // A partitioned stream has no head or cursor of its own: the rows under it give each partition's.
+      var where = parts
+        ? [el("td", { "class": "parts muted", colspan: 2, text: m.fmt(parts.length, 0) + " partitions" })]
+        : [el("td", { "class": "num", text: position(shown.head) }), el("td", { "class": "num", text: position(shown.cursor) })];
       body.appendChild(el("tr", { "data-stream": s.stream },
         el("td", null, el("a", { href: "/log?stream=" + encodeURIComponent(s.stream), text: s.stream })),
         el("td", { "class": s.state === "active" ? "good" : "muted", text: state }),
-        el("td", { "class": "num", text: position(shown.head) }),
-        el("td", { "class": "num", text: position(shown.cursor) }),
+        where[0], where[1],
         el("td", { "class": "num" + (shown.lag > 0 ? " warn-text" : ""), text: m.fmt(shown.lag, 0) }),
         el("td", { "class": "num", text: m.fmt(shown.entriesPerSecond, 1) }),
         el("td", { "class": "num" + (s.gaps > 0 ? " warn-text" : ""), text: m.fmt(s.gaps, 0) }),
         el("td", { "class": "num", text: m.fmt(s.late, 0) }),
         el("td", { text: m.ago(shown.lastDrainAt) }),
         el("td", { "class": s.lastError ? "error" : "muted", text: s.lastError || "none" })));
+      (parts || []).forEach(function (p) {
+        body.appendChild(el("tr", { "class": "partition", "data-partition-of": s.stream, "data-partition": p.partition },
+          el("td", { "class": "muted sub", text: "partition " + p.partition }),
+          el("td", { "class": "muted", title: "entries written from this partition since the drainer started", text: m.fmt(p.entries, 0) + " entries" }),
+          el("td", { "class": "num", text: position(p.head) }),
+          el("td", { "class": "num", text: position(p.cursor) }),
+          el("td", { "class": "num" + (p.lag > 0 ? " warn-text" : ""), text: m.fmt(p.lag, 0) }),
+          el("td"),
+          el("td", { "class": "num" + (p.gaps > 0 ? " warn-text" : ""), text: m.fmt(p.gaps, 0) }),
+          el("td", { "class": "num", text: m.fmt(p.late, 0) }),
+          el("td"), el("td")));
+      });
     });
   }
 
@@ -147,6 +164,9 @@ const OVERVIEW_BODY = `<style>
 .figure.warn .value,.warn-text{color:var(--warn);font-weight:600}
 .small{font-size:.85em;margin-top:.4em}
 .state-failed,.state-stalled{color:var(--bad)}.state-done{color:var(--good)}
+tr.partition td{font-size:.9em;border-bottom-style:dotted}
+td.sub{padding-left:1.5em}
+td.parts{text-align:center}
 </style>
 <div id="warnings"></div>
 <h2>memcached</h2>
