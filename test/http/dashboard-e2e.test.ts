@@ -187,6 +187,7 @@ test(
     // The page's scripts and API calls carry the token in the cookie the first answer set.
     await page.locator(".card.server.up").first().waitFor({ timeout: SHOWN_WITHIN_MS });
     await page.goto(`${url}/jobs`);
-    assert.equal(await page.locator("#no-jobs").isVisible({ timeout: SHOWN_WITHIN_MS }), true);
+    // isVisible() does not wait: wait for the element to show (a timeout fails the test).
+    await page.locator("#no-jobs").waitFor({ state: "visible", timeout: SHOWN_WITHIN_MS });
   },
 );
