@@ -88,6 +88,16 @@ export interface StoreOptions {
   flags?: number;
   /** Send without waiting for (or getting) an answer. */
   noreply?: boolean;
+  /** Route this request as `failover` says instead of as the client does (see Route). */
+  failover?: boolean;
+}
+
+/**
+ * How one request picks its server, overriding the client's `failover` setting: leases use failover on a
+ * pool, so that a lease whose server dies can be taken again on the next one.
+ */
+export interface Route {
+  failover?: boolean;
 }
 
 export type CasResult = "stored" | "exists" | "not_found";
@@ -169,11 +179,11 @@ export class Client {
   }
 
   /** Which server holds `key`: ketama over all servers, or over the live ones with failover on. */
-  serverIndex(key: string): number {
+  serverIndex(key: string, failover = this.options.failover): number {
     const ring = this.#ring;
     if (ring === undefined) return 0;
     const index = ring.serverFor(key);
-    if (!this.options.failover || !this.#connections[index]!.dead) return index;
+    if (!failover || !this.#connections[index]!.dead) return index;
     const alive: number[] = [];
     for (let i = 0; i < this.#connections.length; i++) if (!this.#connections[i]!.dead) alive.push(i);
     if (alive.length === 0) return index;
@@ -190,8 +200,8 @@ export class Client {
    * The connection for `key`, with any gets still waiting for the end of the tick on that server sent
    * first, so requests reach the server in the order they were made.
    */
-  #connection(key: string): ServerConnection {
-    return this.#ordered(this.serverIndex(key));
+  #connection(key: string, route: Route = {}): ServerConnection {
+    return this.#ordered(this.serverIndex(key, route.failover ?? this.options.failover));
   }
 
   #ordered(server: number): ServerConnection {
@@ -455,7 +465,7 @@ export class Client {
       flags: options.flags ?? 0,
       noreply: options.noreply ?? false,
     });
-    const connection = this.#connection(key);
+    const connection = this.#connection(key, options);
     if (options.noreply) {
       if (!connection.send(bytes)) {
         throw new ConnectionClosedError(
@@ -747,19 +757,19 @@ export class Client {
   // ---- meta commands --------------------------------------------------------------------------------
 
   /** Meta get with flags such as ["v", "c", "f", "t", "T30", "N30", "O1"]; EN on a miss. */
-  async mg(key: string, flags: readonly string[] = ["v"]): Promise<MetaReply> {
-    return this.#meta("mg", key, encodeMg(key, flags), flags);
+  async mg(key: string, flags: readonly string[] = ["v"], route?: Route): Promise<MetaReply> {
+    return this.#meta("mg", key, encodeMg(key, flags), flags, route);
   }
 
   /** Meta set with flags such as ["T30", "F5", "C123", "MA", "c"]. */
-  async ms(key: string, value: Value, flags: readonly string[] = []): Promise<MetaReply> {
+  async ms(key: string, value: Value, flags: readonly string[] = [], route?: Route): Promise<MetaReply> {
     this.#checkValue(key, value);
-    return this.#meta("ms", key, encodeMs(key, value, flags), flags);
+    return this.#meta("ms", key, encodeMs(key, value, flags), flags, route);
   }
 
   /** Meta delete with flags such as ["C123", "I", "T30"]. */
-  async md(key: string, flags: readonly string[] = []): Promise<MetaReply> {
-    return this.#meta("md", key, encodeMd(key, flags), flags);
+  async md(key: string, flags: readonly string[] = [], route?: Route): Promise<MetaReply> {
+    return this.#meta("md", key, encodeMd(key, flags), flags, route);
   }
 
   /** Meta arithmetic with flags such as ["N0", "J0", "D5", "MD", "v"]. */
@@ -775,8 +785,14 @@ export class Client {
     return new Map(frame!.fields.map((field) => [field.name, field.value]));
   }
 
-  async #meta(command: string, key: string, bytes: ReturnType<typeof encodeMs>, flags: readonly string[]) {
-    const connection = this.#connection(key);
+  async #meta(
+    command: string,
+    key: string,
+    bytes: ReturnType<typeof encodeMs>,
+    flags: readonly string[],
+    route?: Route,
+  ) {
+    const connection = this.#connection(key, route);
     if (flags.includes("q")) {
       // Quiet mode hides some answers: end the request with mn so the reply's end is known.
       const frames = await connection.request([...toParts(bytes), encodeMn()], ReplyShape.untilMn, command);

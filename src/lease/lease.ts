@@ -38,6 +38,14 @@ export interface LeaseOptions {
   pollEvery?: number;
   /** ms of safety between the holder's deadline and the earliest expiry of the key. */
   margin?: number;
+  /**
+   * Route the lease key as with the client's failover on: when its server is marked dead, the lease moves to
+   * the next server on the ring, where it is taken again, instead of being unobtainable until the server
+   * is back. Default: on for a pool, whatever the client's setting. Clients that disagree for a moment on
+   * whether a server is dead can then both hold the lease for that moment: the outputs' fences (FileSink,
+   * the stats database) are what keep the two from writing over each other.
+   */
+  failover?: boolean;
   clock?: Clock;
 }
 
@@ -73,6 +81,7 @@ export class Lease {
   readonly safeWindow: number;
   readonly #client: Client;
   readonly #clock: Clock;
+  readonly #route: { failover: boolean };
   /** Set while this process holds the lease. */
   #token: string | undefined;
   /** Clock time after which this holding is no longer safe to work under. */
@@ -117,6 +126,7 @@ export class Lease {
     this.owner = options.owner ?? defaultOwner();
     this.#client = client;
     this.#clock = options.clock ?? Date.now;
+    this.#route = { failover: options.failover ?? client.servers.length > 1 };
   }
 
   /** True while this process holds the lease and is inside its safe window: check before each step of work. */
@@ -134,7 +144,10 @@ export class Lease {
     if (this.#token !== undefined) return this.renew();
     const token = randomBytes(8).toString("hex");
     const sentAt = this.#clock();
-    const added = await this.#client.add(this.key, this.#encode(token, sentAt), { ttl: this.ttlSeconds });
+    const added = await this.#client.add(this.key, this.#encode(token, sentAt), {
+      ttl: this.ttlSeconds,
+      ...this.#route,
+    });
     if (!added) return false;
     this.#token = token;
     this.#controller = new AbortController();
@@ -165,7 +178,7 @@ export class Lease {
       return false;
     }
     const sentAt = this.#clock();
-    const current = await this.#client.mg(this.key, ["v", "c"]);
+    const current = await this.#client.mg(this.key, ["v", "c"], this.#route);
     if (this.#token !== token) return false; // released meanwhile
     if (current.code !== "VA") {
       this.#lose(`lease ${this.key} is gone (expired or deleted): stop work; another process may take it`);
@@ -179,10 +192,12 @@ export class Lease {
     const cas = metaFlag(current, "c");
     if (cas === undefined)
       throw new ProtocolError("the server did not return a CAS unique for mg c: use memcached 1.6+");
-    const stored = await this.#client.ms(this.key, this.#encode(token, sentAt), [
-      `C${cas}`,
-      `T${this.ttlSeconds}`,
-    ]);
+    const stored = await this.#client.ms(
+      this.key,
+      this.#encode(token, sentAt),
+      [`C${cas}`, `T${this.ttlSeconds}`],
+      this.#route,
+    );
     if (this.#token !== token) return false;
     if (stored.code !== "HD") {
       this.#lose(
@@ -205,11 +220,11 @@ export class Lease {
     if (this.#token !== token) return; // the renew found it lost
     this.#end();
     this.#controller?.abort();
-    const current = await this.#client.mg(this.key, ["v", "c"]);
+    const current = await this.#client.mg(this.key, ["v", "c"], this.#route);
     if (current.code !== "VA" || decode(current.value!).token !== token) return;
     const cas = metaFlag(current, "c");
     // EX or NF here means someone else took or removed it in between: not ours to delete.
-    if (cas !== undefined) await this.#client.md(this.key, [`C${cas}`]);
+    if (cas !== undefined) await this.#client.md(this.key, [`C${cas}`], this.#route);
   }
 
   /**
@@ -292,7 +307,7 @@ export class Lease {
 
   /** Who holds the lease now, read from memcached (for the dashboard). */
   async status(): Promise<LeaseStatus> {
-    const reply = await this.#client.mg(this.key, ["v", "t"]);
+    const reply = await this.#client.mg(this.key, ["v", "t"], this.#route);
     if (reply.code !== "VA") return { owner: undefined, held: false };
     const holder = decode(reply.value!);
     const ttl = Number(metaFlag(reply, "t"));

@@ -92,6 +92,13 @@ export interface DrainerOptions extends Partial<StreamAddress> {
   lease: Partial<LeaseOptions> | false;
   /** Steps handed to the sink and not yet durable, at most (DEFAULT_MAX_IN_FLIGHT). */
   maxInFlight: number;
+  /**
+   * ms a reset epoch is still watched for entries past its last number before the drainer moves on. With a
+   * pool and failover, writers whose clients still see a server as dead keep using the counter they moved
+   * to for up to the client's deadTime after the drainer's client sees it back. Default: the client's
+   * deadTime plus the hole timeout with failover on, else 0 (one look).
+   */
+  resetSettle: number;
   /** Called after each durable commit (progress displays, benchmarks). */
   onCommit: ((commit: Commit) => void) | undefined;
   /** Called when a step fails and will be retried (the error is also kept in metrics). */
@@ -174,6 +181,8 @@ interface EpochEnd {
   rolled: boolean;
   /** Probed past `last` for entries written after the last head read (resets only). */
   probedAt: number;
+  /** When the end was found, or entries were last found past it (resets: see `settle`). */
+  since: number;
   /** Known lost (seed layout, memcached restarted): missing numbers are gaps at once. */
   lost: boolean;
 }
@@ -258,6 +267,11 @@ export class Drainer implements LogDrainer {
       lateWindow: options.lateWindow ?? DEFAULT_LATE_WINDOW,
       lease: options.lease ?? {},
       maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
+      resetSettle:
+        options.resetSettle ??
+        (client.options.failover
+          ? client.options.deadTime + (options.holeTimeout ?? DEFAULT_HOLE_TIMEOUT)
+          : 0),
       onCommit: options.onCommit,
       onError: options.onError,
       publish: options.publish ?? true,
@@ -277,7 +291,7 @@ export class Drainer implements LogDrainer {
     whole("limit", o.limit, 1, MAX_LIMIT);
     whole("batch", o.batch, 1, 100_000);
     whole("maxInFlight", o.maxInFlight, 1, 64);
-    for (const name of ["holeTimeout", "pollEvery", "lateWindow"] as const) {
+    for (const name of ["holeTimeout", "pollEvery", "lateWindow", "resetSettle"] as const) {
       if (!Number.isFinite(o[name]) || o[name] < 0) {
         throw new LogError(`drainer: ${name} ${o[name]} ms must be a number of milliseconds, 0 or more`);
       }
@@ -510,8 +524,18 @@ export class Drainer implements LogDrainer {
     if (!behind || this.#end !== undefined || now - this.#lastHeadRead >= HEAD_READ_EVERY) {
       this.#lastHeadRead = now;
       const read = ++this.#headReads;
-      if (this.address.layout === Layout.seed) await this.#readSeedHead(now);
-      else await this.#readHead(now);
+      // In the middle of an epoch the head read touches nothing before its reply: on a pool, a counter whose
+      // server is down (or being retried) is read again at the next poll, not by starting the drainer over.
+      const steady = this.#epoch !== undefined && !this.#finished && this.#client.servers.length > 1;
+      try {
+        if (this.address.layout === Layout.seed) await this.#readSeedHead(now);
+        else await this.#readHead(now);
+      } catch (error) {
+        if (!steady || !isUnreachable(error)) throw error;
+        this.#lastError = `the counter could not be read (${error.message}): trying again`;
+        this.#idleAt = undefined;
+        return false;
+      }
       if (this.#isCaughtUp()) this.#caughtUpAtRead = read;
       this.#idleAt = this.#handedAll() ? now : undefined;
     }
@@ -520,17 +544,21 @@ export class Drainer implements LogDrainer {
     const last = end !== undefined ? end.last : Math.min(this.#knownHead(), this.options.limit);
     if (this.#next > last) {
       if (end === undefined) return false;
-      if (!end.rolled && end.probedAt < this.#next && this.address.layout === Layout.default) {
-        // A reset: entries written after our last head read may sit past `last`.
+      const settling = now - end.since < this.options.resetSettle;
+      if (!end.rolled && (end.probedAt < this.#next || settling) && this.address.layout === Layout.default) {
+        // A reset: entries written after our last head read may sit past `last`, and, on a pool with
+        // failover, a writer whose client still uses the old counter may add more for a while (resetSettle).
         end.probedAt = this.#next;
         const found = await this.#fetch(this.#epoch, this.#next, this.#next + this.options.batch - 1);
         if (found.found > 0) {
           let last = found.entries.length - 1;
           while (found.entries[last] === undefined) last--;
           end.last = found.from + last;
+          end.since = now;
           this.#sawHead(end.last, now);
           return true;
         }
+        if (settling) return false;
       }
       await this.#finishEpoch();
       return true;
@@ -613,10 +641,10 @@ export class Drainer implements LogDrainer {
     // draw); so does a marker, which also covers a head that rolled more than once since the last read.
     const marker = head?.epoch === nextEpoch(epoch) ? true : await this.#marker(epoch);
     if (marker !== undefined) {
-      this.#end = { last: this.options.limit, rolled: true, probedAt: 0, lost: false };
+      this.#end = { last: this.options.limit, rolled: true, probedAt: 0, lost: false, since: now };
       this.#sawHead(this.options.limit, now);
     } else {
-      this.#end = { last: this.#knownHead(), rolled: false, probedAt: 0, lost: false };
+      this.#end = { last: this.#knownHead(), rolled: false, probedAt: 0, lost: false, since: now };
     }
   }
 
@@ -650,7 +678,7 @@ export class Drainer implements LogDrainer {
     if (counter === undefined && known === 0) return;
     // With no epochs in its keys, old entries are told from new ones only by draining the old range before
     // the writers reach it again; when memcached lost everything there is nothing old left to wait for.
-    this.#end = { last: known, rolled: false, probedAt: 0, lost };
+    this.#end = { last: known, rolled: false, probedAt: 0, lost, since: now };
     this.#processSent = -1;
     this.#processStored = false;
   }

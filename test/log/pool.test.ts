@@ -1,8 +1,9 @@
 // Partitioned streams on a pool of three real memcached processes, with producer and drainer processes:
 // every entry once and each partition in order; then one memcached killed mid-run and restarted on its port,
 // where the only entries lost and the only gaps are those whose keys live on it, nothing is written twice, and
-// the other servers' entries keep flowing while it is down. A producer without failover fails fast with a
-// typed error for the keys of the dead server only.
+// the other servers' entries keep flowing while it is down (with failover, a partition whose counter was on it
+// goes on in a new epoch on the next server; failing fast, it waits for the server). A producer without
+// failover fails fast with a typed error for the keys of the dead server only.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -149,104 +150,110 @@ describe("partitioned log on a pool of three memcached", () => {
     },
   );
 
-  it(
-    "one memcached killed mid-run and restarted: only its entries are lost or gaps, none twice, the others keep flowing",
-    { timeout: TEST_TIMEOUT_MS },
-    async (t) => {
-      if (!requireMemcached(t)) return;
-      const { namespace, stream, base, dir, ports } = setup();
-      const resultsOf = (id: number) => join(base, `producer-${id}.json`);
-      const ring = new KetamaRing(ports.map((port) => ({ host: "127.0.0.1", port })));
-      const address = streamAddress({ namespace, stream });
-      const headServer = (p: number) => ring.serverFor(headKey(partitionAddress(address, p)));
-      // The victim holds partition 0's counter, so a partition moves to a new epoch on another server.
-      const victim = headServer(0);
-      const onVictim = (part: number, epoch: number, seq: number) =>
-        ring.serverFor(entryKey(partitionAddress(address, part), epoch, seq)) === victim;
-      const workers: WorkerProcess<unknown>[] = [];
-      try {
-        const drainer = startDrainer({
-          port: ports[0]!,
-          ports,
-          failover: true,
-          namespace,
-          stream,
-          dir,
-          owner: "d1",
-          partitions: PARTITIONS,
-          holeTimeout: HOLE_TIMEOUT,
-          leaseTtl: 5,
-          metricsEvery: 100,
-        });
-        workers.push(drainer);
-        await drainer.waitFor((line) => line.metrics?.active === true, 15_000, "active");
-        const producers = Array.from({ length: PRODUCERS }, (_, id) =>
-          startProducer({
+  for (const failover of [false, true]) {
+    it(
+      failover
+        ? "one memcached killed mid-run and restarted, with failover: only its entries are lost or gaps, none twice, every partition keeps flowing"
+        : "one memcached killed mid-run and restarted, failing fast: only its entries are lost or gaps, none twice, the partitions whose counters are elsewhere keep flowing",
+      { timeout: TEST_TIMEOUT_MS },
+      async (t) => {
+        if (!requireMemcached(t)) return;
+        const { namespace, stream, base, dir, ports } = setup();
+        const resultsOf = (id: number) => join(base, `producer-${id}.json`);
+        const ring = new KetamaRing(ports.map((port) => ({ host: "127.0.0.1", port })));
+        const address = streamAddress({ namespace, stream });
+        const headServer = (p: number) => ring.serverFor(headKey(partitionAddress(address, p)));
+        // The victim holds partition 0's counter, so a partition moves to a new epoch on another server.
+        const victim = headServer(0);
+        const onVictim = (part: number, epoch: number, seq: number) =>
+          ring.serverFor(entryKey(partitionAddress(address, part), epoch, seq)) === victim;
+        const workers: WorkerProcess<unknown>[] = [];
+        try {
+          const drainer = startDrainer({
             port: ports[0]!,
             ports,
-            failover: true,
+            failover,
             namespace,
             stream,
-            id,
-            count: 2400,
-            perSecond: 300,
-            inFlight: 4,
+            dir,
+            owner: "d1",
             partitions: PARTITIONS,
-            partitionBy: PartitionBy.roundRobin,
-            results: resultsOf(id),
-          }),
-        );
-        workers.push(...producers);
-        await sleep(2500);
-        const port = servers[victim]!.port;
-        await servers[victim]!.kill("SIGKILL");
-        await sleep(2000 + HOLE_TIMEOUT);
-        const during = lastMetrics(drainer)?.metrics?.partitions ?? [];
-        await sleep(2000);
-        const later = lastMetrics(drainer)?.metrics?.partitions ?? [];
-        servers[victim] = await startRealMemcached({ port });
-        for (let p = 0; p < PARTITIONS; p++) {
-          const before = during.find((m) => m.partition === p)?.entries ?? 0;
-          const after = later.find((m) => m.partition === p)?.entries ?? 0;
-          assert.ok(
-            after > before,
-            `partition ${p} kept draining while a server was down (${before} → ${after})\n` +
-              describeDrainer(drainer),
+            holeTimeout: HOLE_TIMEOUT,
+            leaseTtl: 5,
+            metricsEvery: 100,
+          });
+          workers.push(drainer);
+          await drainer.waitFor((line) => line.metrics?.active === true, 15_000, "active");
+          const producers = Array.from({ length: PRODUCERS }, (_, id) =>
+            startProducer({
+              port: ports[0]!,
+              ports,
+              failover,
+              namespace,
+              stream,
+              id,
+              count: 2400,
+              perSecond: 300,
+              inFlight: 4,
+              partitions: PARTITIONS,
+              partitionBy: PartitionBy.roundRobin,
+              results: resultsOf(id),
+            }),
           );
+          workers.push(...producers);
+          await sleep(2500);
+          const port = servers[victim]!.port;
+          await servers[victim]!.kill("SIGKILL");
+          await sleep(2000 + HOLE_TIMEOUT);
+          const during = lastMetrics(drainer)?.metrics?.partitions ?? [];
+          await sleep(2000);
+          const later = lastMetrics(drainer)?.metrics?.partitions ?? [];
+          servers[victim] = await startRealMemcached({ port });
+          for (let p = 0; p < PARTITIONS; p++) {
+            // Failing fast, a partition whose counter was on the dead server waits for it to come back.
+            if (!failover && headServer(p) === victim) continue;
+            const before = during.find((m) => m.partition === p)?.entries ?? 0;
+            const after = later.find((m) => m.partition === p)?.entries ?? 0;
+            assert.ok(
+              after > before,
+              `partition ${p} kept draining while a server was down (${before} → ${after})\n` +
+                describeDrainer(drainer),
+            );
+          }
+          // Appends whose keys were on the dead server failed (and were not acknowledged): only those count.
+          for (const producer of producers) {
+            await producer.exited;
+            assert.equal(producer.status, "exit 0", `${producer.name}: ${producer.stderr}`);
+          }
+          const results = producers.map((_, id) => readResults(resultsOf(id)));
+          await drained(drainer, Date.now());
+          await drainer.stop();
+          const check = checkLog(readLog(dir, stream), results, {
+            allowMissing: (m) => onVictim(m.part, m.epoch, m.seq),
+          });
+          assert.deepEqual(check.problems, [], report(check.problems, describeDrainer(drainer)));
+          const gapNumbers = check.gaps.flatMap((gap) =>
+            Array.from({ length: gap.to - gap.from + 1 }, (_, k) => ({ ...gap, seq: gap.from + k })),
+          );
+          const elsewhere = gapNumbers.filter((gap) => !onVictim(gap.part, gap.epoch, gap.seq));
+          assert.deepEqual(
+            elsewhere.slice(0, 10).map((g) => `${g.part}/${g.epoch}:${g.seq} (${g.reason}, ${g.at})`),
+            [],
+            `${elsewhere.length} gap numbers whose keys are not on the killed server`,
+          );
+          const acked = results.reduce((sum, r) => sum + r.ok.length, 0);
+          const failed = results.reduce((sum, r) => sum + r.failed.length, 0);
+          t.diagnostic(
+            `acked ${acked}, failed ${failed}, written ${check.entries.length}, lost ${check.missing.size} (all on the killed server), ` +
+              `${check.gaps.length} gaps covering ${gapNumbers.length} numbers, epochs ${check.epochs.length}`,
+          );
+          assert.ok(check.missing.size < acked / 2, "most entries survived");
+        } finally {
+          await stopAll(workers as WorkerProcess<ProducerLine>[]);
         }
-        // Appends whose keys were on the dead server failed (and were not acknowledged): only those count.
-        for (const producer of producers) {
-          await producer.exited;
-          assert.equal(producer.status, "exit 0", `${producer.name}: ${producer.stderr}`);
-        }
-        const results = producers.map((_, id) => readResults(resultsOf(id)));
-        await drained(drainer, Date.now());
-        await drainer.stop();
-        const check = checkLog(readLog(dir, stream), results, {
-          allowMissing: (m) => onVictim(m.part, m.epoch, m.seq),
-        });
-        assert.deepEqual(check.problems, [], report(check.problems, describeDrainer(drainer)));
-        const gapNumbers = check.gaps.flatMap((gap) =>
-          Array.from({ length: gap.to - gap.from + 1 }, (_, k) => ({ ...gap, seq: gap.from + k })),
-        );
-        const elsewhere = gapNumbers.filter((gap) => !onVictim(gap.part, gap.epoch, gap.seq));
-        assert.deepEqual(
-          elsewhere.slice(0, 10).map((g) => `${g.part}/${g.epoch}:${g.seq} (${g.reason}, ${g.at})`),
-          [],
-          `${elsewhere.length} gap numbers whose keys are not on the killed server`,
-        );
-        const acked = results.reduce((sum, r) => sum + r.ok.length, 0);
-        const failed = results.reduce((sum, r) => sum + r.failed.length, 0);
-        t.diagnostic(
-          `acked ${acked}, failed ${failed}, written ${check.entries.length}, lost ${check.missing.size} (all on the killed server), ` +
-            `${check.gaps.length} gaps covering ${gapNumbers.length} numbers, epochs ${check.epochs.length}`,
-        );
-        assert.ok(check.missing.size < acked / 2, "most entries survived");
-      } finally {
-        await stopAll(workers as WorkerProcess<ProducerLine>[]);
-      }
-    },
-  );
+      },
+    );
+  }
 
   it("without failover, appends whose keys live on a dead server fail fast with a typed error; the rest succeed", async (t) => {
     if (!requireMemcached(t)) return;
