@@ -9,6 +9,7 @@ export {
   type JobView,
   type StartOptions,
   type JobUpdate,
+  type JobList,
 } from "./progress.js";
 export {
   JobState,

@@ -1,6 +1,7 @@
 // Progress of long jobs, shared through memcached: a job on any node writes its record (throttled, the last
 // write always lands, with heartbeats); any node reads, lists, watches and cancels it. Nothing is kept in one
-// process's memory, so every node behind a load balancer shows the same job the same way.
+// process's memory, so every node behind a load balancer shows the same job the same way. On a pool, jobs
+// stored on a server that is down are left out of the list (and said so) rather than failing it.
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -45,6 +46,26 @@ export interface ProgressOptions {
 
 /** A job as readers see it: its record, with `state` stalled when its heartbeats stopped. */
 export type JobView = JobRecord;
+
+/** The jobs list() returns, and what could not be read: see Progress.listJobs. */
+export interface JobList {
+  /** The jobs read, newest first. */
+  jobs: JobView[];
+  /**
+   * On a pool, what could not be read because servers were down or not answering; absent when every
+   * server answered. Those jobs are missing from `jobs` until their server is back.
+   */
+  unreachable?: {
+    /** The servers (host:port) that could not be read. */
+    servers: string[];
+    /** Hourly indexes not read: jobs started in those hours are not known at all. */
+    hours: number;
+    /** Ids of the jobs listed whose records could not be read. */
+    jobs: string[];
+    /** The first error met. */
+    error: Error;
+  };
+}
 
 export interface StartOptions {
   /** Units of work in all, if known. */
@@ -138,23 +159,71 @@ export class Progress {
     return record && view(record, this.options.clock());
   }
 
-  /** The jobs started in the last 24 hours that still exist, newest first. */
+  /**
+   * The jobs started in the last 24 hours that still exist, newest first. On a pool, those stored on a
+   * server that cannot be reached are left out (listJobs says which); on a single server that fails.
+   */
   async list(): Promise<JobView[]> {
+    return (await this.listJobs()).jobs;
+  }
+
+  /**
+   * list(), with what could not be read: on a pool, a server that is down or not answering leaves out the
+   * jobs whose records it holds, and those started in the hours whose index it holds, instead of failing the
+   * list (`unreachable` says which). On a single server a failed read rejects, as there is nothing to list.
+   */
+  async listJobs(): Promise<JobList> {
     const now = this.options.clock();
+    const skip = this.#client.servers.length > 1 ? unreachable() : undefined;
     const hours = Array.from({ length: INDEX_HOURS }, (_, i) =>
       indexKey(this.options.namespace, now - i * HOUR_MS),
     );
-    const indexes = await this.#client.getMany(hours);
+    const indexes = await this.#read(hours, skip);
+    const hoursLost = skip?.lost.size ?? 0;
     const ids = [
       ...new Set(indexes.flatMap((v) => (v === undefined ? [] : parseJobIndex(v.toString("latin1"))))),
     ];
-    const values = await this.#client.getMany(ids.map((id) => jobKey(this.options.namespace, id)));
+    skip?.lost.clear();
+    const keys = ids.map((id) => jobKey(this.options.namespace, id));
+    const values = await this.#read(keys, skip);
     const jobs: JobView[] = [];
     for (const value of values) {
       const record = value && decodeJob(value);
       if (record) jobs.push(view(record, now));
     }
-    return jobs.sort((a, b) => b.startedAt - a.startedAt);
+    jobs.sort((a, b) => b.startedAt - a.startedAt);
+    if (skip?.error === undefined) return { jobs };
+    return {
+      jobs,
+      unreachable: {
+        servers: skip.servers,
+        hours: hoursLost,
+        jobs: ids.filter((_, i) => skip.lost.has(keys[i]!)),
+        error: skip.error,
+      },
+    };
+  }
+
+  /**
+   * The values of `keys`; with `skip`, keys on servers that cannot be reached read as missing, and are
+   * noted in it, instead of failing the read.
+   */
+  async #read(keys: readonly string[], skip: Unreachable | undefined): Promise<Array<Buffer | undefined>> {
+    if (skip === undefined) return this.#client.getMany(keys);
+    const { buffers, starts, ends, unreachable } = await this.#client.getManyRanges(keys, {
+      skipUnreachable: true,
+    });
+    const values = keys.map((_, i) => buffers[i]?.subarray(starts[i], ends[i]));
+    if (unreachable === undefined) return values;
+    skip.error ??= unreachable.error;
+    for (const server of unreachable.servers) if (!skip.servers.includes(server)) skip.servers.push(server);
+    for (const [i, key] of keys.entries()) {
+      const address = this.#client.servers[this.#client.serverIndex(key)]!;
+      if (values[i] === undefined && unreachable.servers.includes(`${address.host}:${address.port}`)) {
+        skip.lost.add(key);
+      }
+    }
+    return values;
   }
 
   /**
@@ -372,6 +441,17 @@ export class Job {
     await this.#write();
     if (this.#lastError !== undefined) throw this.#lastError;
   }
+}
+
+/** What reads on a pool could not reach: the servers, the first error, and the keys left unread. */
+interface Unreachable {
+  servers: string[];
+  error: Error | undefined;
+  lost: Set<string>;
+}
+
+function unreachable(): Unreachable {
+  return { servers: [], error: undefined, lost: new Set() };
 }
 
 function view(record: JobRecord, now: number): JobView {

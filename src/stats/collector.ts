@@ -4,10 +4,19 @@
 // storing the same bucket twice never counts twice. Legacy plain counters are taken out with
 // read-then-decrement, so increments that land in between stay in memcached for the next round. Each time a
 // collector becomes the active one it takes a fencing token from the database, which then refuses the writes
-// of any collector that was active before it (paused past its lease, then resumed).
+// of any collector that was active before it (paused past its lease, then resumed). On a pool, a server that
+// cannot be reached does not stop collection: what the others hold is stored, and what was left out is read
+// again until whole (values are absolute and only raised, so a partial read never lowers or doubles one).
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
-import { ConfigError, FencedError, LeaseLostError } from "../errors.js";
+import {
+  ConfigError,
+  ErrorCode,
+  FencedError,
+  LeaseLostError,
+  MemipcError,
+  isUnreachable,
+} from "../errors.js";
 import { Lease, type LeaseOptions } from "../lease/index.js";
 import type { BucketValues, StatsDb } from "../sinks/stats-db.js";
 import {
@@ -18,7 +27,15 @@ import {
   validateName,
   type StatsAddress,
 } from "./layout.js";
-import { readIndexes, readValues, valueKeys, wholeNumber, type BucketIndex } from "./reader.js";
+import {
+  readIndexes,
+  readValues,
+  unreached,
+  valueKeys,
+  wholeNumber,
+  type BucketIndex,
+  type Unreached,
+} from "./reader.js";
 
 export const DEFAULT_GRACE = 30; // s after a bucket ends before it is read: clock skew between nodes
 export const DEFAULT_INTERVAL = 10; // s between collection passes
@@ -28,6 +45,8 @@ export const DEFAULT_LOOKBACK = DEFAULT_BUCKET_TTL; // s back a collector with a
 const BUCKETS_PER_READ = 500; // buckets per read (their index keys go in one multi-get)
 const KEYS_PER_ROUND = 100_000; // value keys read before the buckets they hold are stored
 const RETRY_AFTER = 1000; // ms before a pass is tried again after an error
+/** s: the longest wait between re-reads of a bucket read without what a server that was down holds. */
+const PARTIAL_RETRY_MAX = 3600;
 
 export interface CollectorOptions extends StatsAddress {
   /** Seconds after a bucket ends before it is collected. */
@@ -69,6 +88,26 @@ export interface CollectResult {
   newest: number | undefined;
   /** ms the pass took. */
   took: number;
+  /** On a pool, what this pass left out because servers could not be reached; absent when all answered. */
+  unreachable?: PassUnreachable;
+}
+
+/**
+ * What a pass on a pool could not read because servers were down or not answering; it stored the rest.
+ * The buckets are read again until whole, so their counts are picked up once the servers are back, as long
+ * as their keys survive (a server that restarts comes back empty); legacy counters wait for a later pass.
+ */
+export interface PassUnreachable {
+  /** The servers (host:port) that could not be read. */
+  servers: string[];
+  /** Value and index keys left unread. */
+  keys: number;
+  /** Buckets stored without part of what they hold (or, index unread, as empty), to be read again. */
+  buckets: number;
+  /** Legacy counters not collected (or a collection cut short not settled) this pass. */
+  legacy: string[];
+  /** The first error met. */
+  error: Error;
 }
 
 export interface CollectorMetrics {
@@ -79,6 +118,8 @@ export interface CollectorMetrics {
   lastPass: number | undefined;
   lastError: string | undefined;
   newest: number | undefined;
+  /** Servers of the pool that the last pass could not reach (empty when all answered). */
+  unreachable: string[];
 }
 
 /** The options with their defaults, checked: a ConfigError says what is wrong with the first bad one. */
@@ -132,12 +173,15 @@ export class Collector {
     lastPass: undefined,
     lastError: undefined,
     newest: undefined,
+    unreachable: [],
   };
   readonly #client: Client;
   readonly #db: StatsDb;
   readonly #lease: Lease | undefined;
   /** True while run() works under the lease: legacy decrements then check it is still held. */
   #leased = false;
+  /** The lastError that reports servers unreachable: cleared by a pass that reaches them all. */
+  #unreachableNote: string | undefined;
 
   constructor(client: Client, db: StatsDb, options: Partial<CollectorOptions> = {}) {
     this.#client = client;
@@ -155,6 +199,7 @@ export class Collector {
    * reads again the buckets whose recheck is due, and takes out the legacy counters. With `openBuckets` it
    * stores the buckets still open too, as they stand: for a last pass before the memcached that holds them
    * goes away (the embedded server of a daemon that stops); later reads only ever raise what was stored.
+   * On a pool, servers that cannot be reached do not fail the pass: see CollectResult.unreachable.
    */
   async collectOnce(options: { openBuckets?: boolean } = {}): Promise<CollectResult> {
     const began = this.options.clock();
@@ -167,10 +212,12 @@ export class Collector {
       newest: undefined,
       took: 0,
     };
-    await this.#settleLegacy();
-    await this.#collectNew(result, options.openBuckets === true);
-    await this.#recheck(result);
-    await this.#collectLegacy(result);
+    // On a single server a read that fails fails the pass (it is tried again): nothing could be read anyway.
+    const gaps = this.#client.servers.length > 1 ? passGaps() : undefined;
+    const unsettled = await this.#settleLegacy(gaps);
+    await this.#collectNew(result, options.openBuckets === true, gaps);
+    await this.#recheck(result, gaps);
+    await this.#collectLegacy(result, unsettled, gaps);
     result.newest = this.#db.lastBucket(this.options.bucketSeconds)?.start;
     result.took = this.options.clock() - began;
     const m = this.metrics;
@@ -180,7 +227,40 @@ export class Collector {
     m.legacy += result.legacy;
     m.lastPass = this.options.clock();
     m.newest = result.newest;
+    this.#reportUnreachable(result, gaps);
     return result;
+  }
+
+  /** Says which servers this pass could not reach, and why that loses nothing that survives them. */
+  #reportUnreachable(result: CollectResult, gaps: PassGaps | undefined): void {
+    if (gaps === undefined || gaps.error === undefined) {
+      this.metrics.unreachable = [];
+      if (this.#unreachableNote !== undefined && this.metrics.lastError === this.#unreachableNote) {
+        this.metrics.lastError = undefined;
+      }
+      this.#unreachableNote = undefined;
+      return;
+    }
+    const { servers, error } = gaps;
+    result.unreachable = {
+      servers: [...servers],
+      keys: gaps.keys,
+      buckets: gaps.buckets.size,
+      legacy: [...gaps.legacy],
+      error,
+    };
+    this.metrics.unreachable = [...servers];
+    const them = servers.length === 1 ? "it" : "they";
+    const legacy =
+      gaps.legacy.length === 0 ? "" : `; legacy counters ${gaps.legacy.join(", ")} wait for a later pass`;
+    // No counts in the message: it stays the same from pass to pass, so callers can print it once a while.
+    const message =
+      `memcached ${servers.join(", ")} could not be reached (${error.message}): the pass stored what the ` +
+      `other servers hold and reads again what it left out, so the counts held there are picked up when ` +
+      `${them} ${servers.length === 1 ? "is" : "are"} back, if their keys survive${legacy}`;
+    this.#unreachableNote = message;
+    const code = error instanceof MemipcError ? error.code : ErrorCode.connectionClosed;
+    this.#noteError(new MemipcError(code, message, { cause: error }));
   }
 
   /**
@@ -274,7 +354,7 @@ export class Collector {
     return bucketStart(this.options, now - (size + grace) * 1000);
   }
 
-  async #collectNew(result: CollectResult, openBuckets: boolean): Promise<void> {
+  async #collectNew(result: CollectResult, openBuckets: boolean, gaps: PassGaps | undefined): Promise<void> {
     const o = this.options;
     const size = o.bucketSeconds;
     const now = o.clock();
@@ -285,11 +365,20 @@ export class Collector {
     while (from <= newest) {
       const starts: number[] = [];
       for (let s = from; s <= newest && starts.length < BUCKETS_PER_READ; s += size) starts.push(s);
-      const indexes = await readIndexes(this.#client, o, starts);
+      const skip = gaps && unreached();
+      const indexes = await readIndexes(this.#client, o, starts, skip);
       let stored = false;
-      await this.#readInRounds(indexes, (buckets, collectedAt) => {
+      await this.#readInRounds(indexes, skip, (buckets, collectedAt) => {
         this.#db.storeBuckets(
-          buckets.map((values) => ({ values, nextCheck: this.#nextCheck(values.start, collectedAt, 0) })),
+          buckets.map((values) => ({
+            values,
+            nextCheck: this.#nextCheck(
+              values.start,
+              collectedAt,
+              collectedAt,
+              skip?.partial.has(values.start),
+            ),
+          })),
           collectedAt,
         );
         for (const bucket of buckets) {
@@ -298,43 +387,70 @@ export class Collector {
         }
         stored ||= buckets.length > 0;
       });
+      if (skip !== undefined && skip.indexes.size > 0) {
+        // Index on a server that cannot be reached: stored empty, so later passes go on past it, and read
+        // again like a bucket read in part, until its index is read (or its keys are gone).
+        const collectedAt = o.clock();
+        this.#db.storeBuckets(
+          [...skip.indexes].map((start) => ({
+            values: emptyBucket(start, size),
+            nextCheck: this.#nextCheck(start, collectedAt, collectedAt, true),
+          })),
+          collectedAt,
+        );
+        stored = true;
+      }
+      if (skip !== undefined) noteGaps(gaps!, skip);
       const lastStart = starts[starts.length - 1]!;
-      if (indexes[indexes.length - 1] === undefined && (lastStart === newest || !stored)) {
+      if (
+        indexes[indexes.length - 1] === undefined &&
+        skip?.indexes.has(lastStart) !== true &&
+        (lastStart === newest || !stored)
+      ) {
         // An empty bucket is stored only where it marks how far this pass looked, so the next one goes on
         // from there; it is read again like the others in case a late writer fills it.
         const collectedAt = o.clock();
         this.#db.storeBucket(
           emptyBucket(lastStart, size),
           collectedAt,
-          this.#nextCheck(lastStart, collectedAt, 0),
+          this.#nextCheck(lastStart, collectedAt, collectedAt),
         );
       }
       from = lastStart + size;
     }
   }
 
-  async #recheck(result: CollectResult): Promise<void> {
+  async #recheck(result: CollectResult, gaps: PassGaps | undefined): Promise<void> {
     const size = this.options.bucketSeconds;
     for (;;) {
       const due = this.#db.bucketsDue(size, this.options.clock(), BUCKETS_PER_READ);
       if (due.length === 0) return;
+      const skip = gaps && unreached();
       const indexes = await readIndexes(
         this.#client,
         this.options,
         due.map((b) => b.start),
+        skip,
       );
       const read = new Map<number, BucketValues>();
-      await this.#readInRounds(indexes, (buckets) => {
+      await this.#readInRounds(indexes, skip, (buckets) => {
         for (const bucket of buckets) read.set(bucket.start, bucket);
       });
       const collectedAt = this.options.clock();
+      // An index not read stores an empty bucket: it lowers nothing (counters keep the larger value).
       this.#db.storeBuckets(
         due.map((bucket) => ({
           values: read.get(bucket.start) ?? emptyBucket(bucket.start, size),
-          nextCheck: this.#nextCheck(bucket.start, bucket.firstCollected, bucket.checks),
+          nextCheck: this.#nextCheck(
+            bucket.start,
+            bucket.firstCollected,
+            collectedAt,
+            skip !== undefined && (skip.indexes.has(bucket.start) || skip.partial.has(bucket.start)),
+          ),
         })),
         collectedAt,
       );
+      if (skip !== undefined) noteGaps(gaps!, skip);
       for (const bucket of due) {
         result.rechecked++;
         result.values += countValues(read.get(bucket.start) ?? emptyBucket(bucket.start, size));
@@ -350,12 +466,13 @@ export class Collector {
    */
   async #readInRounds(
     indexes: ReadonlyArray<BucketIndex | undefined>,
+    skip: Unreached | undefined,
     each: (buckets: BucketValues[], collectedAt: number) => void,
   ): Promise<void> {
     let round: BucketIndex[] = [];
     let keys = 0;
     const flush = async (): Promise<void> => {
-      const values = await readValues(this.#client, this.options, round);
+      const values = await readValues(this.#client, this.options, round, skip);
       each(values, this.options.clock());
       round = [];
       keys = 0;
@@ -369,14 +486,29 @@ export class Collector {
     if (round.length > 0) await flush();
   }
 
-  /** When to read a bucket again after its `checks`-th read; undefined once the schedule or its keys end. */
-  #nextCheck(start: number, firstCollected: number, checks: number): number | undefined {
-    const after = this.options.recheck[checks];
-    if (after === undefined) return undefined;
-    const at = firstCollected + after * 1000;
+  /**
+   * When to read a bucket again after a read at `now` (ms): the first step of the recheck schedule after
+   * now (steps a pass came too late for are not made up). A `partial` read (servers of the pool down) is
+   * read again sooner: after as long again as it has been since first collected, from the first step up to
+   * PARTIAL_RETRY_MAX, until a read is whole. Undefined once the schedule or the bucket's keys end.
+   */
+  #nextCheck(start: number, firstCollected: number, now: number, partial = false): number | undefined {
+    const { recheck } = this.options;
+    let at: number | undefined;
+    for (const after of recheck) {
+      if (firstCollected + after * 1000 > now) {
+        at = firstCollected + after * 1000;
+        break;
+      }
+    }
+    if (partial) {
+      const first = (recheck[0] ?? DEFAULT_RECHECK[0]!) * 1000;
+      const retry = now + Math.min(Math.max(now - firstCollected, first), PARTIAL_RETRY_MAX * 1000);
+      at = at === undefined ? retry : Math.min(at, retry);
+    }
     // Keys written at the bucket's end live `ttl` seconds from then; reading after that finds nothing.
     const keysGone = (start + this.options.bucketSeconds + this.options.ttl) * 1000;
-    return at < keysGone ? at : undefined;
+    return at !== undefined && at < keysGone ? at : undefined;
   }
 
   /**
@@ -384,37 +516,102 @@ export class Collector {
    * decrement): if the counter's CAS unique is unchanged nothing touched it, so the decrement did not happen
    * and the row is dropped; otherwise the row is kept, marked unconfirmed.
    */
-  async #settleLegacy(): Promise<void> {
+  async #settleLegacy(gaps: PassGaps | undefined): Promise<Set<string>> {
+    const unsettled = new Set<string>();
     for (const row of this.#db.pendingLegacy()) {
-      const now = await this.#client.gets(row.name);
+      let now;
+      try {
+        now = await this.#client.gets(row.name);
+      } catch (error) {
+        if (gaps === undefined || !isUnreachable(error)) throw error;
+        // Settled once its server answers; until then the counter is not collected again, or the value the
+        // collection cut short read (maybe never decremented) would be read twice.
+        unsettled.add(row.name);
+        this.#noteLegacyGap(gaps, row.name, error);
+        continue;
+      }
       if (now !== undefined && now.cas !== undefined && now.cas.toString() === row.cas) {
         this.#db.dropLegacy(row.id);
       } else {
         this.#db.settleLegacy(row.id, "unconfirmed");
       }
     }
+    return unsettled;
   }
 
-  /** Takes each legacy counter's value out: read it, record it, then decrement by exactly that much. */
-  async #collectLegacy(result: CollectResult): Promise<void> {
+  #noteLegacyGap(gaps: PassGaps, name: string, error: Error): void {
+    const address = this.#client.servers[this.#client.serverIndex(name)]!;
+    const server = `${address.host}:${address.port}`;
+    if (!gaps.servers.includes(server)) gaps.servers.push(server);
+    gaps.error ??= error;
+    if (!gaps.legacy.includes(name)) gaps.legacy.push(name);
+  }
+
+  /**
+   * Takes each legacy counter's value out: read it, record it, then decrement by exactly that much. On a
+   * pool, a counter whose server cannot be reached is left for a later pass (`unsettled` ones too).
+   */
+  async #collectLegacy(
+    result: CollectResult,
+    unsettled: ReadonlySet<string>,
+    gaps: PassGaps | undefined,
+  ): Promise<void> {
     for (const name of this.options.legacy) {
       // Two collectors decrementing the same counter would both store what they read: never without the lease.
       if (this.#leased && !this.#lease!.held) {
         throw new LeaseLostError(`collector lost its lease ${this.#lease!.key} before collecting ${name}`);
       }
-      const read = await this.#client.gets(name);
+      if (unsettled.has(name)) continue;
+      let read;
+      try {
+        read = await this.#client.gets(name);
+      } catch (error) {
+        if (gaps === undefined || !isUnreachable(error)) throw error;
+        this.#noteLegacyGap(gaps, name, error);
+        continue;
+      }
       if (read === undefined) continue;
       const value = wholeNumber(read.value);
       if (value === undefined || value === 0) continue;
       const id = this.#db.beginLegacy(name, this.options.clock(), value, read.cas ?? 0n);
       // Only increments can have happened since the read, so the counter holds at least `value` and the
       // decrement leaves exactly those increments behind. A vanished key loses nothing already read.
-      await this.#client.decr(name, value);
+      try {
+        await this.#client.decr(name, value);
+      } catch (error) {
+        if (gaps === undefined || !isUnreachable(error)) throw error;
+        // Whether the decrement happened is not known: the row stays pending, and a later pass settles it
+        // by the counter's CAS unique once the server answers (as after a crash).
+        this.#noteLegacyGap(gaps, name, error);
+        continue;
+      }
       this.#db.settleLegacy(id, "done");
       result.legacy++;
       result.legacyTotal += value;
     }
   }
+}
+
+/** What the reads of one pass could not reach (see PassUnreachable), gathered as it goes. */
+interface PassGaps {
+  servers: string[];
+  keys: number;
+  error: Error | undefined;
+  buckets: Set<number>;
+  legacy: string[];
+}
+
+function passGaps(): PassGaps {
+  return { servers: [], keys: 0, error: undefined, buckets: new Set(), legacy: [] };
+}
+
+/** Adds what one read left out to the pass's account. */
+function noteGaps(gaps: PassGaps, skip: Unreached): void {
+  for (const server of skip.servers) if (!gaps.servers.includes(server)) gaps.servers.push(server);
+  gaps.keys += skip.keys;
+  gaps.error ??= skip.error;
+  for (const start of skip.indexes) gaps.buckets.add(start);
+  for (const start of skip.partial) gaps.buckets.add(start);
 }
 
 function emptyBucket(start: number, seconds: number): BucketValues {

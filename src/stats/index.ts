@@ -25,6 +25,7 @@ export {
   type CollectorOptions,
   type CollectResult,
   type CollectorMetrics,
+  type PassUnreachable,
 } from "./collector.js";
-export { readBuckets } from "./reader.js";
+export { readBuckets, unreached, type Unreached } from "./reader.js";
 export { percentile, mergeHistograms } from "./percentile.js";
