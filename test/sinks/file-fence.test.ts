@@ -264,7 +264,7 @@ test("fence: a write waits while another process holds the fence's lock and goes
   const script = `
     import Database from ${JSON.stringify(sqlite)};
     const db = new Database(process.argv[1]);
-    db.exec("BEGIN IMMEDIATE");
+    db.exec("BEGIN EXCLUSIVE"); // as a sink holds the fence (see fence.ts)
     process.stdout.write("held\\n");
     process.stdin.once("data", () => { db.exec("COMMIT"); db.close(); process.stdout.write("released\\n"); });
   `;
@@ -284,7 +284,7 @@ test("fence: a write waits while another process holds the fence's lock and goes
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(done, false, "the write waits for the lock");
   assert.deepEqual(seqs(path), [1], "and appends nothing meanwhile");
-  holder.stdin.write("go\n");
+  holder.stdin.end("go\n"); // closing stdin lets the holder exit
   await write;
   await exited;
   clearTimeout(guard);
