@@ -80,6 +80,8 @@ export interface ValueRanges {
    * the first error met.
    */
   unreachable?: { servers: string[]; keys: number; error: Error };
+  /** With `fallback`: the indexes of the keys found on their fallback server (see Client.fallbackIndex). */
+  fallback?: number[];
 }
 
 export interface StoreOptions {
@@ -191,6 +193,25 @@ export class Client {
     let entry = this.#failoverRings.get(signature);
     if (entry === undefined) {
       entry = { ring: new KetamaRing(alive.map((i) => this.servers[i]!)), alive };
+      this.#failoverRings.set(signature, entry);
+    }
+    return entry.alive[entry.ring.serverFor(key)]!;
+  }
+
+  /**
+   * Where `key` goes with failover while its own server is marked dead: the next server on the ring over the
+   * others (undefined with one server). A value stored there during an outage stays there once the server is
+   * back, where readers that look only at the key's own server no longer see it.
+   */
+  fallbackIndex(key: string): number | undefined {
+    const ring = this.#ring;
+    if (ring === undefined) return undefined;
+    const own = ring.serverFor(key);
+    const signature = `-${own}`;
+    let entry = this.#failoverRings.get(signature);
+    if (entry === undefined) {
+      const others = this.servers.map((_, i) => i).filter((i) => i !== own);
+      entry = { ring: new KetamaRing(others.map((i) => this.servers[i]!)), alive: others };
       this.#failoverRings.set(signature, entry);
     }
     return entry.alive[entry.ring.serverFor(key)]!;
@@ -323,7 +344,45 @@ export class Client {
    */
   async getManyRanges(
     keys: readonly string[],
-    options: { skipUnreachable?: boolean } = {},
+    options: { skipUnreachable?: boolean; fallback?: boolean } = {},
+  ): Promise<ValueRanges> {
+    const ranges = await this.#getRanges(keys, undefined, options);
+    if (options.fallback !== true || this.#ring === undefined) return ranges;
+    // A second look, for the keys missing where they belong, at where failover would have put them.
+    const missing: number[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      if (
+        ranges.buffers[i] === undefined &&
+        this.serverIndex(keys[i]!, false) === this.serverIndex(keys[i]!)
+      ) {
+        missing.push(i);
+      }
+    }
+    if (missing.length === 0) return ranges;
+    const second = await this.#getRanges(
+      missing.map((i) => keys[i]!),
+      (key) => this.fallbackIndex(key)!,
+      options,
+    );
+    for (let j = 0; j < missing.length; j++) {
+      const buffer = second.buffers[j];
+      if (buffer === undefined) continue;
+      const i = missing[j]!;
+      ranges.buffers[i] = buffer;
+      ranges.starts[i] = second.starts[j]!;
+      ranges.ends[i] = second.ends[j]!;
+      (ranges.fallback ??= []).push(i);
+    }
+    if (second.unreachable !== undefined && ranges.unreachable === undefined) {
+      ranges.unreachable = second.unreachable;
+    }
+    return ranges;
+  }
+
+  async #getRanges(
+    keys: readonly string[],
+    place: ((key: string) => number) | undefined,
+    options: { skipUnreachable?: boolean },
   ): Promise<ValueRanges> {
     const n = keys.length;
     const ranges: ValueRanges = {
@@ -338,7 +397,7 @@ export class Client {
     for (let i = 0; i < n; i++) {
       const key = keys[i]!;
       wire[i] = keyLength(key, false) === key.length ? key : wireKey(key);
-      const server = single ? 0 : this.serverIndex(key);
+      const server = single ? 0 : place !== undefined ? place(key) : this.serverIndex(key);
       const group = groups.get(server);
       if (group === undefined) groups.set(server, [i]);
       else group.push(i);
@@ -379,12 +438,12 @@ export class Client {
   }
 
   /** Validates the keys and sorts them by server, noting whether each server's keys are all ASCII. */
-  #groupByServer(keys: readonly string[]): Map<number, { keys: string[]; ascii: boolean }> {
+  #groupByServer(keys: readonly string[], fallback = false): Map<number, { keys: string[]; ascii: boolean }> {
     const groups = new Map<number, { keys: string[]; ascii: boolean }>();
     const single = this.#connections.length === 1;
     for (const key of keys) {
       const ascii = keyLength(key, false) === key.length;
-      const server = single ? 0 : this.serverIndex(key);
+      const server = single ? 0 : fallback ? this.fallbackIndex(key)! : this.serverIndex(key);
       const group = groups.get(server);
       if (group === undefined) groups.set(server, { keys: [key], ascii });
       else {
@@ -659,9 +718,10 @@ export class Client {
    * round trip per server rather than per key. Resolves once every server has processed its deletes (keys
    * that did not exist are not an error); rejects if a server answered with an error.
    */
-  async deleteMulti(keys: readonly string[]): Promise<void> {
+  async deleteMulti(keys: readonly string[], options: { fallback?: boolean } = {}): Promise<void> {
     if (keys.length === 0) return;
-    const groups = this.#groupByServer(keys);
+    // `fallback`: delete where failover put the keys (ValueRanges.fallback), not where they belong.
+    const groups = this.#groupByServer(keys, options.fallback === true);
     const requests: Promise<void>[] = [];
     for (const [server, { keys: group, ascii }] of groups) {
       // ASCII keys (the usual case) are written as one string: a buffer per key costs more than the key.

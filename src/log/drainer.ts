@@ -235,6 +235,8 @@ export class Drainer implements LogDrainer {
   #late = 0;
   #lastDrainAt: number | undefined;
   #lastError: string | undefined;
+  /** Keys of entries read from their fallback server (failover), to be deleted from there. */
+  #onFallback = new Set<string>();
   /** Servers found unreachable by the last reads, and when. */
   #unreachable: { servers: string[]; at: number } | undefined;
   #rate: Array<{ at: number; entries: number }> = [];
@@ -438,6 +440,7 @@ export class Drainer implements LogDrainer {
   async #start(): Promise<void> {
     this.#failure = undefined;
     this.#inFlight = [];
+    this.#onFallback = new Set();
     this.#sink = await this.options.openSink();
     const cursor = this.#sink.cursor();
     const next = cursor === undefined ? 1 : cursor.seq + 1;
@@ -801,9 +804,13 @@ export class Drainer implements LogDrainer {
     // On a pool, a server that is down must not stop the others' entries: its keys read as missing, and
     // become gaps after the hole timeout (late entries if the server comes back with them).
     const pool = this.#client.servers.length > 1;
-    const { buffers, starts, ends, unreachable } = await this.#client.getManyRanges(keys, {
+    // With failover, an entry written while its server was marked dead sits on the next server: missing
+    // entries are looked for there too (and deleted from there once written).
+    const { buffers, starts, ends, unreachable, fallback } = await this.#client.getManyRanges(keys, {
       skipUnreachable: pool,
+      fallback: pool && this.#client.options.failover,
     });
+    if (fallback !== undefined) for (const i of fallback) this.#onFallback.add(keys[i]!);
     if (unreachable !== undefined) {
       this.#unreachable = { servers: unreachable.servers, at: this.options.clock() };
       this.#lastError = `${unreachable.keys} entries on ${unreachable.servers.join(", ")} could not be read (${unreachable.error.message}): missing ones become gaps after the hole timeout`;
@@ -854,6 +861,8 @@ export class Drainer implements LogDrainer {
       async (commit) => {
         this.#committed(commit, entries, late, gaps);
         if (keys.length > 0) await this.#client.deleteMulti(keys);
+        const moved = this.#onFallback.size === 0 ? [] : keys.filter((key) => this.#onFallback.delete(key));
+        if (moved.length > 0) await this.#client.deleteMulti(moved, { fallback: true });
         await this.#updateProcess(commit);
       },
       (error: unknown) => {

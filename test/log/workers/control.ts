@@ -212,9 +212,11 @@ export function lastMetrics(drainer: WorkerProcess<DrainerLine>): DrainerLine | 
   return undefined;
 }
 
-/** A drainer for a failure message: name, how it ended, last metrics line, stderr. */
+/** A drainer for a failure message: name, how it ended, last metrics line, last warnings, stderr. */
 export function describeDrainer(drainer: WorkerProcess<DrainerLine>): string {
-  return `${drainer.name} (${drainer.status}) last ${JSON.stringify(lastMetrics(drainer))}\n${drainer.stderr}`;
+  const warnings = drainer.lines.filter((line) => line.event === "warning").slice(-5);
+  const said = warnings.map((line) => `  warning at ${line.at}: ${line.message}`).join("\n");
+  return `${drainer.name} (${drainer.status}) last ${JSON.stringify(lastMetrics(drainer))}\n${said}\n${drainer.stderr}`;
 }
 
 /**
