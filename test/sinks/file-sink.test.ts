@@ -544,7 +544,8 @@ function registerTests(): void {
             await new Promise((resolve) => setTimeout(resolve, 5));
           }
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 40));
-          process.kill(pid, "SIGKILL");
+          // It may have finished meanwhile (then this round counts as a kill after the end).
+          if (child.exitCode === null && child.signalCode === null) process.kill(pid, "SIGKILL");
         }
         const code = await exited;
         clearTimeout(guard);
