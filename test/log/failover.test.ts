@@ -33,6 +33,7 @@ const PRODUCERS = 2;
 const PER_PRODUCER = 20_000;
 const APPEND_SECONDS = 14; // long enough for two take-overs while the producers append
 const ROUNDS = 2;
+const FENCE_ROUNDS = 1; // pauses per fencing test (one per partition count keeps the suite short)
 const CATCH_UP_MS = 30_000;
 const TEST_TIMEOUT_MS = 90_000;
 
@@ -218,7 +219,7 @@ describe("drainer fencing (embedded server)", () => {
               }),
             );
           }
-          for (let round = 1; round <= ROUNDS; round++) {
+          for (let round = 1; round <= FENCE_ROUNDS; round++) {
             await waitUntil(
               () => drainingOf(pair) !== undefined,
               15_000,

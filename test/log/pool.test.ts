@@ -33,7 +33,7 @@ import {
 const SERVERS = 3;
 const PRODUCERS = 8;
 const PARTITIONS = 4;
-const PER_PRODUCER = 2500;
+const PER_PRODUCER = 2000;
 const HOLE_TIMEOUT = 1000; // ms
 const OUTAGE_WATCH_MS = 4000; // while the server is down, every partition that can must drain something
 const MAX_GAPS_ELSEWHERE = 5; // gap numbers not on the killed server (see where it is checked)
