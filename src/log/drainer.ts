@@ -298,18 +298,8 @@ export class Drainer implements LogDrainer {
         throw new LogError(`drainer: ${name} ${o[name]} ms must be a number of milliseconds, 0 or more`);
       }
     }
-    if (o.lease === false) {
-      this.#lease = undefined;
-      this.owner = "unleased";
-    } else {
-      this.#lease = new Lease(client, {
-        ttlSeconds: DEFAULT_LEASE_TTL,
-        namespace: this.address.namespace,
-        ...o.lease,
-        name: `drain:${this.address.stream}`,
-      });
-      this.owner = this.#lease.owner;
-    }
+    this.#lease = drainLease(client, this.address, o.lease);
+    this.owner = this.#lease?.owner ?? "unleased";
   }
 
   get metrics(): DrainerMetrics {
@@ -386,26 +376,19 @@ export class Drainer implements LogDrainer {
    * if the lease is lost. Resolves when `signal` aborts (after the work in flight has settled).
    */
   async run(signal?: AbortSignal): Promise<void> {
-    if (this.#lease === undefined) {
-      while (!signal?.aborted) await this.#activeRun(signal);
-      return;
-    }
-    await this.#lease.serve((held) => this.#activeRun(held), {
+    await serveDrain(
+      this.#lease,
+      (active) => this.#activeRun(active),
       signal,
-      onError: (error) => this.#noteError(error),
-      retryAfter: RETRY_AFTER,
-    });
+      (error) => this.#noteError(error),
+    );
   }
 
   /** Drains until `signal` aborts; errors close the sink and start again from its durable cursor. */
   async #activeRun(signal: AbortSignal | undefined): Promise<void> {
     while (!signal?.aborted) {
       try {
-        // Checked here too, not only through the signal: after a pause (SIGSTOP, a VM frozen) the lease's
-        // timers have not run yet, but its deadline has passed.
-        if (this.#lease !== undefined && !this.#lease.held) {
-          throw new LeaseLostError(`drainer: the lease ${this.#lease.key} is no longer held: standing by`);
-        }
+        checkHeld(this.#lease);
         await this.#start();
         this.#active = true;
         while (!signal?.aborted) {
@@ -983,6 +966,48 @@ export class Drainer implements LogDrainer {
       .catch((error: unknown) => {
         if (!isUnreachable(error)) throw error;
       });
+  }
+}
+
+/** The lease of a stream's drainer (`drain:<stream>`), or none when `lease` is false. */
+export function drainLease(
+  client: Client,
+  address: StreamAddress,
+  lease: Partial<LeaseOptions> | false,
+): Lease | undefined {
+  if (lease === false) return undefined;
+  return new Lease(client, {
+    ttlSeconds: DEFAULT_LEASE_TTL,
+    namespace: address.namespace,
+    ...lease,
+    name: `drain:${address.stream}`,
+  });
+}
+
+/**
+ * Runs `work` while holding `lease` (standing by for it, again after a loss) until `signal` aborts; without a
+ * lease, runs it until then. `work` returns when its signal aborts or it gives up the holding.
+ */
+export async function serveDrain(
+  lease: Lease | undefined,
+  work: (signal: AbortSignal | undefined) => Promise<void>,
+  signal: AbortSignal | undefined,
+  onError: (error: Error) => void,
+): Promise<void> {
+  if (lease === undefined) {
+    while (!signal?.aborted) await work(signal);
+    return;
+  }
+  await lease.serve((held) => work(held), { signal, onError, retryAfter: RETRY_AFTER });
+}
+
+/**
+ * Throws LeaseLostError once `lease`'s deadline has passed. Checked before opening a sink, not only through
+ * the lease's signal: after a pause (SIGSTOP, a frozen VM) its timers have not run yet, but the deadline has.
+ */
+export function checkHeld(lease: Lease | undefined): void {
+  if (lease !== undefined && !lease.held) {
+    throw new LeaseLostError(`drainer: the lease ${lease.key} is no longer held: standing by`);
   }
 }
 

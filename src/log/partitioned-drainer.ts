@@ -7,10 +7,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
 import { ConfigError, SinkError } from "../errors.js";
-import { Lease } from "../lease/index.js";
+import type { Lease } from "../lease/index.js";
 import {
-  DEFAULT_LEASE_TTL,
   Drainer,
+  checkHeld,
+  drainLease,
+  serveDrain,
   type DrainerMetrics,
   type DrainerOptions,
   type LogDrainer,
@@ -108,19 +110,8 @@ export class PartitionedDrainer implements LogDrainer {
           openSink: async () => this.#view(partition),
         }),
     );
-    const lease = options.lease ?? {};
-    if (lease === false) {
-      this.#lease = undefined;
-      this.owner = "unleased";
-    } else {
-      this.#lease = new Lease(client, {
-        ttlSeconds: DEFAULT_LEASE_TTL,
-        namespace: this.address.namespace,
-        ...lease,
-        name: `drain:${this.address.stream}`,
-      });
-      this.owner = this.#lease.owner;
-    }
+    this.#lease = drainLease(client, this.address, options.lease ?? {});
+    this.owner = this.#lease?.owner ?? "unleased";
   }
 
   get metrics(): DrainerMetrics & { partitions: PartitionMetrics[]; merging: number } {
@@ -162,15 +153,12 @@ export class PartitionedDrainer implements LogDrainer {
   }
 
   async run(signal?: AbortSignal): Promise<void> {
-    if (this.#lease === undefined) {
-      await this.#activeRun(signal);
-      return;
-    }
-    await this.#lease.serve((held) => this.#activeRun(held), {
+    await serveDrain(
+      this.#lease,
+      (active) => this.#activeRun(active),
       signal,
-      onError: (error) => this.#noteError(error),
-      retryAfter: RETRY_AFTER,
-    });
+      (error) => this.#noteError(error),
+    );
   }
 
   /** Opens the sink and runs every partition into it, until `signal` aborts; starts again after a failure. */
@@ -178,6 +166,7 @@ export class PartitionedDrainer implements LogDrainer {
     while (!signal?.aborted) {
       let sink: PartitionedSink;
       try {
+        checkHeld(this.#lease);
         sink = await this.options.openSink();
       } catch (error) {
         this.#noteError(error as Error);
