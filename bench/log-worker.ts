@@ -8,8 +8,8 @@
 import { createRequire } from "node:module";
 import { performance } from "node:perf_hooks";
 import { Client } from "../src/client/index.js";
-import { Drainer } from "../src/log/drainer.js";
-import { LogProducer } from "../src/log/producer.js";
+import { createDrainer } from "../src/log/partitioned-drainer.js";
+import { LogProducer, type PartitionBy } from "../src/log/producer.js";
 import { openFileSink } from "../src/sinks/index.js";
 import type { Latencies } from "./latencies.js";
 import {
@@ -33,24 +33,49 @@ interface Common {
   latencies: string;
 }
 
+/**
+ * Where the memipc roles find memcached and how the stream is split (bench/scale.ts); without them, the one
+ * server on 127.0.0.1:`port` and one partition.
+ */
+interface Pool {
+  /** "host:port,host:port,…": a pool (ketama), instead of `port`. */
+  servers?: string;
+  /** Partitions of the stream (default 1). */
+  partitions?: number;
+  /** How producers pick a partition (default: the producer's default, by node). */
+  partitionBy?: PartitionBy;
+}
+
+/** The client's `servers`: the pool if given, else the one server on `port`. */
+function serversOf(config: { port: number; servers?: string }): string {
+  return config.servers ?? `127.0.0.1:${config.port}`;
+}
+
+/** Connects before "ready": to the one server, or (`version` goes to each) to every server of a pool. */
+async function connect(client: Client, config: { servers?: string }): Promise<void> {
+  if (config.servers === undefined) await client.get("bench:warm-up");
+  else await client.version();
+}
+
 export type WorkerConfig =
-  | (Common & {
-      role: "memipc";
-      port: number;
-      stream: string;
-      node: string;
-      inflight: number;
-      /** Stop after this long… */
-      seconds?: number;
-      /** …or after this many appends (the catch-up backlog). */
-      count?: number;
-      /** Appends per second, open loop (0: as fast as `inflight` callers go). */
-      rate: number;
-    })
+  | (Common &
+      Pool & {
+        role: "memipc";
+        port: number;
+        stream: string;
+        node: string;
+        inflight: number;
+        /** Stop after this long… */
+        seconds?: number;
+        /** …or after this many appends (the catch-up backlog). */
+        count?: number;
+        /** Appends per second, open loop (0: as fast as `inflight` callers go). */
+        rate: number;
+      })
   | (Common & { role: "naive"; port: number; seconds: number })
   | (Common & { role: "sqlite"; path: string; seconds: number })
   | (Common & { role: "redis"; port: number; key: string; inflight: number; seconds: number })
-  | {
+  | (Pool & {
       role: "drainer";
       port: number;
       stream: string;
@@ -58,7 +83,7 @@ export type WorkerConfig =
       dir: string;
       /** Connect, then wait for "go" before draining (catch-up); otherwise drain at once. */
       startOnGo: boolean;
-    };
+    });
 
 type Message =
   | { type: "go" }
@@ -70,9 +95,14 @@ type Message =
 
 async function runMemipc(config: Extract<WorkerConfig, { role: "memipc" }>): Promise<void> {
   const next = parentMessages<Message>();
-  const client = new Client({ servers: `127.0.0.1:${config.port}` });
-  const producer = new LogProducer(client, { stream: config.stream, node: config.node });
-  await client.get("bench:warm-up"); // connects
+  const client = new Client({ servers: serversOf(config) });
+  const producer = new LogProducer(client, {
+    stream: config.stream,
+    node: config.node,
+    partitions: config.partitions ?? 1,
+    partitionBy: config.partitionBy,
+  });
+  await connect(client, config);
   send(
     await measureOnGo(next, config.latencies, (latencies) =>
       config.rate > 0
@@ -221,15 +251,19 @@ async function runRedis(config: Extract<WorkerConfig, { role: "redis" }>): Promi
 
 async function runDrainer(config: Extract<WorkerConfig, { role: "drainer" }>): Promise<void> {
   const next = parentMessages<Message>();
-  const client = new Client({ servers: `127.0.0.1:${config.port}` });
+  const client = new Client({ servers: serversOf(config) });
   let target = Infinity;
   let started = 0;
   let reached = false;
-  const drainer = new Drainer(client, {
+  const partitions = config.partitions ?? 1;
+  // One partition: the plain Drainer; more: one per partition, merged into one partitioned sink.
+  const drainer = createDrainer(client, {
     stream: config.stream,
     layout: config.layout,
+    partitions,
     lease: false,
-    openSink: () => openFileSink(config.dir, { stream: config.stream, fsync: "batch" }),
+    openSink: () =>
+      openFileSink(config.dir, { stream: config.stream, partitioned: partitions > 1, fsync: "batch" }),
     onCommit: () => check(),
     onError: (error) => process.stderr.write(`drainer: ${error.message}\n`),
   });
@@ -248,7 +282,7 @@ async function runDrainer(config: Extract<WorkerConfig, { role: "drainer" }>): P
       });
     }
   };
-  await client.get("bench:warm-up");
+  await connect(client, config);
   const controller = new AbortController();
   let running: Promise<void> | undefined;
   const start = (): void => {

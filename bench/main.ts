@@ -2,6 +2,7 @@
 // Scenarios are listed rather than all run, because each one takes a minute or more.
 import { clientScenario } from "./client.js";
 import { logScenario } from "./log.js";
+import { scaleScenario } from "./scale.js";
 import { serverScenario } from "./server.js";
 import { statsScenario } from "./stats.js";
 
@@ -16,7 +17,13 @@ export interface Scenario {
   run(args: readonly string[]): Promise<void>;
 }
 
-const SCENARIOS: readonly Scenario[] = [serverScenario, clientScenario, logScenario, statsScenario];
+const SCENARIOS: readonly Scenario[] = [
+  serverScenario,
+  clientScenario,
+  logScenario,
+  scaleScenario,
+  statsScenario,
+];
 
 function listing(): string {
   const width = Math.max(...SCENARIOS.map((scenario) => scenario.name.length));
