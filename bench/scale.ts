@@ -1,7 +1,8 @@
 // Scenario "scale": the site log end to end (producer processes → a pool of memcached servers → one drainer
-// process → files, fsync per batch) with 1, 2 and 4 partitions side by side, against one server unpartitioned;
-// then sizing figures for one memcached server: appends/s, counter increments/s, memory per undrained entry,
-// and from it how long a backlog lasts before memcached starts evicting.
+// process → files, fsync per batch) with 1, 2 and 4 partitions side by side, against one server
+// unpartitioned;
+// the same rows draining a backlog; then sizing figures for one memcached server: appends/s, counter
+// increments/s, memory per undrained entry, and from it how long a backlog lasts before memcached evicts.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
@@ -56,9 +57,9 @@ export const DEFAULT_MEMCACHED_THREADS = 1;
 // The producer's own default: each producer appends to its node's partition, so its group commit keeps whole
 // blocks (round-robin splits every block over the partitions; see docs/BENCHMARKS.md).
 export const DEFAULT_PARTITION_BY = PartitionBy.node;
-export const DEFAULT_ROUNDS = 1; // end-to-end runs per row; with more, each row is its median round
+export const DEFAULT_ROUNDS = 1; // runs per end-to-end and drain row; with more, a median (pickRound)
 export const DEFAULT_BACKLOG = 1_000_000; // undrained entries appended in the memory runs
-export const DEFAULT_DRAIN_BACKLOG = 300_000; // entries appended before the drainer starts in the drain_* runs
+export const DEFAULT_DRAIN_BACKLOG = 300_000; // entries appended before the drainer starts (drain_* runs)
 export const DEFAULT_NAMES = 100; // counter names in the counters run, as in the stats scenario
 const ENTRY_BYTES = 100; // the log entries' payload, as in the log scenario
 const LARGE_ENTRY_BYTES = 300; // the second payload of the memory runs
@@ -92,7 +93,7 @@ const SIZING_IDS = [
   "sizing_evictions_64mb",
 ] as const;
 type SizingId = (typeof SIZING_IDS)[number];
-/** single_server, partitions_<P>, or a sizing run. */
+/** single_server, partitions_<P>, drain_<either>, or a sizing run. */
 type RunId = string;
 
 interface Options extends WorkerScenarioOptions<RunId> {
@@ -311,18 +312,20 @@ function headPlacement(ring: KetamaRing, stream: string, partitions: number): nu
 
 /**
  * The stream name to use: --stream, or the first of scale, scale-1, … whose partitions' counters fall as
- * evenly on the servers as they can (no server with more than its share, rounded up), so that the runs
- * measure counters spread over the pool rather than where the hash happened to put them.
+ * evenly on the servers as they can (every server has its share, rounded down, and none more than its share,
+ * rounded up: 2 + 1 + 1 for four partitions on three servers), so that the runs measure counters spread over
+ * the pool rather than where the hash happened to put them.
  */
 function streamFor(options: Options, ring: KetamaRing, partitions: number): string {
   if (options.stream !== undefined) return options.stream;
   const servers = ring.live.length;
+  const least = Math.floor(partitions / servers);
   const most = Math.ceil(partitions / servers);
   for (let i = 0; i < STREAM_TRIES; i++) {
     const stream = i === 0 ? "scale" : `scale-${i}`;
     const perServer = new Array<number>(servers).fill(0);
     for (const server of headPlacement(ring, stream, partitions)) perServer[server]!++;
-    if (perServer.every((count) => count <= most)) return stream;
+    if (perServer.every((count) => count >= least && count <= most)) return stream;
   }
   return "scale";
 }
@@ -440,7 +443,7 @@ interface LogResult {
   gaps: number;
   /** Entry lines in the drainer's files. */
   output: number | undefined;
-  /** The measured time: "go" to the last entry durable (live), the drainer's start to it (after), producing. */
+  /** Measured seconds: "go" to the last entry durable (live), drainer start to it (after), or producing. */
   seconds: number;
   /** From "go" until the last producer finished. */
   producingSeconds: number;
@@ -612,7 +615,7 @@ interface CountersResult {
   machine: MachineCpu | undefined;
 }
 
-/** `procs` StatsWriter processes (bench/stats-worker.ts, as in the stats scenario) counting into one server. */
+/** `procs` StatsWriter processes (bench/stats-worker.ts, as in the stats scenario) counting into a server. */
 async function runCounters(context: Context, id: RunId): Promise<CountersResult> {
   const { options, dir } = context;
   const servers: RunningServer[] = [];
@@ -926,7 +929,7 @@ function costPerEntry(r: LogResult): {
   return { producers: us(r.cpu.producers) ?? 0, drainer, memcached: us(sumCpu(r.ops)), all, ceiling };
 }
 
-/** The CPU seconds of the run's own processes: producers, drainer and servers (undefined if one is unknown). */
+/** CPU seconds of the run's own processes: producers, drainer and servers (undefined if one is unknown). */
 function oursOf(r: LogResult): number | undefined {
   const servers = sumCpu(r.ops);
   if (servers === undefined || (r.settings.drain !== "none" && r.cpu.drainer === undefined)) return undefined;
@@ -1077,7 +1080,8 @@ function renderTables(results: Results, options: Options): string {
   );
   if (results.rounds.size > 0 && options.rounds > 1) {
     lines.push(
-      `  every round, entries/s (CPU % not ours); each row above is the median of its rounds within ${QUIET_MARGIN} % of its quietest:`,
+      "  every round, entries/s (CPU % not ours); each row above is the median of its rounds within " +
+        `${QUIET_MARGIN} % of its quietest:`,
       ...[...results.rounds].map(
         ([id, rounds]) =>
           `    ${id}: ` +

@@ -17,7 +17,7 @@ test(
   async (t) => {
     const common = ["--memcached", MEMCACHED, "--namespace", randomName("ns")];
     const id = randomName("job");
-    const demo = new Cli(t, ["progress", "demo", ...common, "--id", id, "--steps", "10", "--delay", "50"]);
+    const demo = new Cli(t, ["progress", "demo", ...common, "--id", id, "--steps", "10", "--delay", "150"]);
     await waitFor(() => demo.stderr.includes("started"), "the demo job to start");
     const watched = await run(t, ["progress", "watch", ...common, id, "--interval", "20"]);
     assert.equal(watched.code, 0, watched.stderr);
