@@ -9,6 +9,8 @@ export const MAX_TOKENS = 24; // memcached tokenizes at most this many, counting
 export const LINE_LIMIT = 2048; // bytes without a newline before a non-get line is given up on
 export const READ_BUFFER = 16384; // memcached's read buffer: a longer non-get line cannot be read whole
 export const DEFAULT_MAX_GET_LINE = 4 * 1024 * 1024; // bytes; bounds a multi-get line's memory
+const ASSEMBLED_KEEP = 64 * 1024; // bytes; smaller data blocks are copied out of the chunks they came in
+const STORAGE_KEEP = 64 * 1024; // bytes of line storage kept after a parse; larger storage is let go
 const ITEM_HEADER = 48 + 8; // memcached's item header and CAS on a 64-bit build, in bytes
 const INT_MAX = 2147483647;
 
@@ -42,7 +44,13 @@ export class RequestParser {
   #paused = false;
   /** Pieces of a large data block, kept apart until the whole block is here (no repeated copying). */
   #chunks: Buffer[] = [];
+  /** `#buffer` when the parser assembled it from several chunks: its bytes belong to no one else. */
+  #assembled: Buffer | undefined;
   #chunkBytes = 0;
+  /** Bytes of the unfinished line already searched for a newline (so each byte is searched once). */
+  #searched = 0;
+  /** The parser's own growable storage that `#buffer` may be a view of (never a received chunk). */
+  #storage: Buffer | undefined;
 
   constructor(options: RequestParserOptions) {
     this.#maxItemSize = options.maxItemSize;
@@ -58,6 +66,12 @@ export class RequestParser {
     return this.#state === State.Closed;
   }
 
+  /** Bytes of a data block (read or discarded) still to come before command lines are read again. */
+  get awaiting(): number {
+    if (this.#state === State.Data) return Math.max(0, this.#need - this.buffered);
+    return this.#state === State.Swallow ? this.#need : 0;
+  }
+
   /** Adds received bytes and parses as far as possible. */
   feed(chunk: Buffer, handler: RequestHandler): void {
     if (this.#state === State.Closed) return;
@@ -68,15 +82,41 @@ export class RequestParser {
     }
     if (this.#chunks.length > 0) {
       this.#buffer = Buffer.concat([this.#buffer.subarray(this.#offset), ...this.#chunks, chunk]);
+      this.#assembled = this.#buffer;
       this.#chunks = [];
       this.#chunkBytes = 0;
     } else if (this.#offset >= this.#buffer.length) {
       this.#buffer = chunk;
     } else {
-      this.#buffer = Buffer.concat([this.#buffer.subarray(this.#offset), chunk]);
+      this.#append(chunk);
     }
     this.#offset = 0;
     if (!this.#paused) this.#run(handler);
+  }
+
+  /**
+   * Adds a chunk to an unfinished line in storage that doubles as it fills: a long multi-get line sent a
+   * few bytes per read then costs copies in proportion to its length, not to its length squared.
+   */
+  #append(chunk: Buffer): void {
+    const pending = this.#buffer.length - this.#offset;
+    const storage = this.#storage;
+    const end = this.#buffer.byteOffset + this.#buffer.length;
+    if (
+      storage !== undefined &&
+      this.#buffer.buffer === storage.buffer &&
+      end + chunk.length <= storage.byteOffset + storage.length
+    ) {
+      const at = end - storage.byteOffset;
+      chunk.copy(storage, at);
+      this.#buffer = storage.subarray(at - pending, at + chunk.length);
+      return;
+    }
+    const grown = Buffer.allocUnsafeSlow(Math.max(2 * (pending + chunk.length), 4096));
+    this.#buffer.copy(grown, 0, this.#offset);
+    chunk.copy(grown, pending);
+    this.#storage = grown;
+    this.#buffer = grown.subarray(0, pending + chunk.length);
   }
 
   /** Continues after a handler returned false. */
@@ -113,17 +153,27 @@ export class RequestParser {
           break;
         }
         // Own the bytes: a view would pin the whole network chunk in memory for the item's lifetime.
-        request.data = Buffer.from(this.#buffer.subarray(start, end - 2));
+        const data = this.#buffer.subarray(start, end - 2);
+        // A large block assembled from chunks is most of the storage it sits in: the item keeps that
+        // storage rather than a second copy (which would double the garbage a stream of huge sets makes).
+        request.data =
+          this.#buffer === this.#assembled &&
+          data.length >= ASSEMBLED_KEEP &&
+          data.length * 8 >= this.#buffer.length * 7
+            ? data
+            : Buffer.from(data);
         if (this.#emit(handler, request)) continue;
         break;
       }
-      const newline = this.#buffer.indexOf(10, this.#offset);
+      const newline = this.#buffer.indexOf(10, this.#offset + this.#searched);
       if (newline < 0) {
+        this.#searched = this.#buffer.length - this.#offset;
         if (this.#tooLongWithoutNewline()) {
           this.#close(handler, "command line too long");
         }
         break;
       }
+      this.#searched = 0;
       const lineStart = this.#offset;
       let lineEnd = newline;
       this.#offset = newline + 1;
@@ -140,6 +190,17 @@ export class RequestParser {
     if (this.#offset >= this.#buffer.length) {
       this.#buffer = Buffer.alloc(0);
       this.#offset = 0;
+      this.#storage = undefined;
+    } else if (
+      this.#storage !== undefined &&
+      this.#storage.length > STORAGE_KEEP &&
+      (this.#buffer.length - this.#offset) * 8 < this.#storage.length
+    ) {
+      // A long line is done with (a line still growing fills at least half): keep the rest in a buffer of
+      // its own size, not in the large storage.
+      this.#buffer = Buffer.from(this.#buffer.subarray(this.#offset));
+      this.#offset = 0;
+      this.#storage = undefined;
     }
   }
 

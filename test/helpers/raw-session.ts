@@ -106,6 +106,11 @@ export class RawSession {
     }, timeoutMs);
   }
 
+  /** Reads until `done` holds for everything received since the last take. */
+  readUntil(done: (received: Buffer) => boolean, timeoutMs = DEFAULT_READ_TIMEOUT_MS): Promise<ReadResult> {
+    return this.#readUntil(() => done(this.#peek()), timeoutMs);
+  }
+
   /** Reads until the server closes the connection. */
   readToClose(timeoutMs = DEFAULT_READ_TIMEOUT_MS): Promise<ReadResult> {
     return this.#readUntil(() => false, timeoutMs);

@@ -250,6 +250,25 @@ describe("request parser: retrieval commands", () => {
     assertFrames(input, [getFrame("get", keys)]);
   });
 
+  // A hard stop, not a timing: the linear parse takes about a second, the quadratic one hours.
+  test(
+    "a 2 MiB multi-get line sent a few bytes per read costs linear work, not quadratic",
+    { timeout: 60_000 },
+    () => {
+      // Each read used to copy and search the whole unfinished line again: about 2^42 byte copies here,
+      // hours of CPU for one slow client. Now each byte is copied and searched about once.
+      const keys = keyList(160_000, "slowkey");
+      const input = bytes(`get ${keys.join(" ")}\r\n`);
+      assert.ok(input.length > 2 * 1024 * 1024 && input.length < 4 * 1024 * 1024);
+      const parser = new RequestParser({ maxItemSize: MAX_ITEM_SIZE });
+      const frames: Request[] = [];
+      for (let at = 0; at < input.length; at += 3)
+        parser.feed(input.subarray(at, at + 3), (r) => void frames.push(r));
+      assert.deepStrictEqual(frames, [getFrame("get", keys)]);
+      assert.equal(parser.buffered, 0);
+    },
+  );
+
   test("leading spaces before a long gets line still count as a multi-get", () => {
     const keys = keyList(500, "k");
     assertFrames(bytes("   ", line("gets", ...keys)), [getFrame("gets", keys)]);
