@@ -15,6 +15,9 @@ export const ErrorCode = {
   leaseLost: "ELEASELOST",
   fenced: "EFENCED",
   serverDead: "ESERVERDEAD",
+  input: "EINPUT",
+  auth: "EAUTH",
+  tls: "ETLS",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -145,4 +148,44 @@ export function isUnreachable(error: unknown): error is ConnectionClosedError | 
   return (
     error instanceof ConnectionClosedError || error instanceof TimeoutError || error instanceof OverloadError
   );
+}
+
+/**
+ * A value handed to a producer cannot be stored as it is: a log entry too large for memcached's item limit or
+ * not UTF-8 text, a stat name or job label that breaks the key and value formats. Raised before anything is
+ * written and before a sequence number is taken, except when only the server could tell (its item size limit
+ * is below the client's): the message then says what was recorded in the entry's place. A ConfigError too,
+ * so code that catches bad settings catches bad input as well.
+ */
+export class InputError extends ConfigError {
+  override readonly code: ErrorCode = ErrorCode.input;
+}
+
+/**
+ * Another process holds the stats database's write lock for longer than the busy timeout (an sqlite3 shell
+ * inside a transaction, a backup, a second collector's long write): nothing of the refused write was
+ * stored. Retry later; the collector keeps what it read from memcached until the write goes through.
+ */
+export class DatabaseBusyError extends SinkError {
+  constructor(message: string, options: { cause?: unknown; file: string; errno: string }) {
+    super(message, options);
+  }
+}
+
+/**
+ * The server refused the client's credentials (memcached's `-Y` authentication, or the embedded server's
+ * `--auth-file`), or wants credentials the client was not given. Nothing else was sent on that connection;
+ * the message names the user, never the password. A ConnectionClosedError too: the connection is dropped
+ * and retried with backoff, so a corrected auth file on the server is picked up without a restart.
+ */
+export class AuthenticationError extends ConnectionClosedError {
+  override readonly code: ErrorCode = ErrorCode.auth;
+}
+
+/**
+ * A TLS connection could not be set up: the server's certificate is not trusted (or names another host),
+ * the server wants a client certificate, or the server does not speak TLS. A ConnectionClosedError too.
+ */
+export class TlsError extends ConnectionClosedError {
+  override readonly code: ErrorCode = ErrorCode.tls;
 }

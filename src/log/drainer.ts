@@ -171,6 +171,8 @@ interface Fetched {
   keys: string[];
   entries: Array<EntryRecord | undefined>;
   found: number;
+  /** Positions (from `from`) holding a refused-entry marker instead of an entry (see encodeRefused). */
+  refused: Set<number> | undefined;
 }
 
 /** How the epoch being drained ends, once the head has left it. */
@@ -208,6 +210,8 @@ export class Drainer implements LogDrainer {
   readonly #lease: Lease | undefined;
 
   #sink: LogSink | undefined;
+  /** The sink's cursor when a failure closed it: still where the output stands while the drainer retries. */
+  #failedAt: Cursor | undefined;
   /** The epoch being drained; undefined before the first head read of a fresh output. */
   #epoch: number | undefined;
   /** The next number to write in #epoch. */
@@ -253,7 +257,13 @@ export class Drainer implements LogDrainer {
   /** The last step stopped at a missing number still within its hole timeout. */
   #waitingAtHole = false;
   /** Scratch for decoding one stored entry at a time. */
-  readonly #decoded: EntryFields = { t: undefined, n: undefined, d: undefined, dataJson: undefined };
+  readonly #decoded: EntryFields = {
+    t: undefined,
+    n: undefined,
+    d: undefined,
+    dataJson: undefined,
+    refused: undefined,
+  };
 
   constructor(client: Client, options: Partial<DrainerOptions> & { openSink: () => Promise<LogSink> }) {
     this.#client = client;
@@ -303,7 +313,7 @@ export class Drainer implements LogDrainer {
   }
 
   get metrics(): DrainerMetrics {
-    const cursor = this.#sink?.cursor();
+    const cursor = this.#sink?.cursor() ?? this.#failedAt;
     const head = this.#head;
     let lag = 0;
     if (head !== undefined) {
@@ -405,6 +415,7 @@ export class Drainer implements LogDrainer {
       } catch (error) {
         if (!signal?.aborted) {
           this.#noteError(error as Error);
+          this.#failedAt = this.#sink?.cursor() ?? this.#failedAt;
           await this.#stop();
           await pause(RETRY_AFTER, signal);
           continue;
@@ -425,6 +436,7 @@ export class Drainer implements LogDrainer {
     this.#inFlight = [];
     this.#onFallback = new Set();
     this.#sink = await this.options.openSink();
+    this.#failedAt = undefined;
     const cursor = this.#sink.cursor();
     const next = cursor === undefined ? 1 : cursor.seq + 1;
     this.#fresh = cursor === undefined;
@@ -469,10 +481,19 @@ export class Drainer implements LogDrainer {
     let keys: string[];
     if (recent?.entries !== undefined) {
       keys = recent.entries.filter(mine).map((at) => entryKey(this.address, at.epoch, at.seq));
+      // Refused-entry markers are deleted with their gap's commit, as entries are.
+      for (const gap of recent.gaps) {
+        if (gap.reason !== "refused" || !mine({ epoch: gap.epoch, seq: gap.to })) continue;
+        for (let seq = gap.from; seq <= gap.to && seq - gap.from < MAX_WATCHED; seq++) {
+          keys.push(entryKey(this.address, gap.epoch, seq));
+        }
+      }
     } else {
       const span = (this.options.maxInFlight + 1) * READ_AHEAD * this.options.batch;
       const inGap = (seq: number) =>
-        recent?.gaps.some((gap) => gap.epoch === cursor.epoch && gap.from <= seq && seq <= gap.to) === true;
+        recent?.gaps.some(
+          (gap) => gap.reason !== "refused" && gap.epoch === cursor.epoch && gap.from <= seq && seq <= gap.to,
+        ) === true;
       keys = [];
       for (let seq = Math.max(1, cursor.seq - span + 1); seq <= cursor.seq; seq++) {
         if (!inGap(seq)) keys.push(entryKey(this.address, cursor.epoch, seq));
@@ -763,14 +784,18 @@ export class Drainer implements LogDrainer {
         keys.push(found.keys[seq - found.from]!);
         continue;
       }
-      if (!lost) {
+      // The server refused this number's entry: nothing is coming, so no hole timeout; the marker goes too.
+      const refused = found.refused?.has(seq - found.from) === true;
+      if (refused) keys.push(found.keys[seq - found.from]!);
+      else if (!lost) {
         const since = this.#handedOutAt(seq);
         if (since === undefined || now - since < this.options.holeTimeout) break;
       }
+      const why = refused ? "refused" : reason;
       const previous = records[records.length - 1];
-      if (previous !== undefined && previous.kind === "gap" && previous.to === seq - 1) previous.to = seq;
+      if (previous?.kind === "gap" && previous.to === seq - 1 && previous.reason === why) previous.to = seq;
       else {
-        const gap: GapRecord = { kind: "gap", epoch, from: seq, to: seq, reason };
+        const gap: GapRecord = { kind: "gap", epoch, from: seq, to: seq, reason: why };
         records.push(gap);
         gaps.push(gap);
       }
@@ -800,12 +825,17 @@ export class Drainer implements LogDrainer {
     }
     const entries = new Array<EntryRecord | undefined>(keys.length);
     let found = 0;
+    let refused: Set<number> | undefined;
     const now = this.options.clock();
     const entry = this.#decoded;
     for (let i = 0; i < keys.length; i++) {
       const buffer = buffers[i];
       if (buffer === undefined) continue;
       decodeEntryAt(buffer, starts[i]!, ends[i]!, entry);
+      if (entry.refused !== undefined) {
+        (refused ??= new Set()).add(i);
+        continue;
+      }
       entries[i] = {
         kind: "entry",
         epoch,
@@ -817,7 +847,7 @@ export class Drainer implements LogDrainer {
       };
       found++;
     }
-    return { from, keys, entries, found };
+    return { from, keys, entries, found, refused };
   }
 
   /**
@@ -881,6 +911,8 @@ export class Drainer implements LogDrainer {
   }
 
   #watch(gap: GapRecord, now: number): void {
+    // A refused entry never turns up late: its number holds the marker, deleted with the gap's commit.
+    if (gap.reason === "refused") return;
     this.#watched.push({
       epoch: gap.epoch,
       from: gap.from,
@@ -916,6 +948,9 @@ export class Drainer implements LogDrainer {
     this.#watched = watched;
     for (const gap of this.#watched) {
       const found = await this.#fetch(gap.epoch, gap.from, gap.to);
+      // A refused-entry marker that came after its number's gap: only the marker is left to delete.
+      const markers = [...(found.refused ?? [])].map((i) => found.keys[i]!);
+      if (markers.length > 0) await this.#client.deleteMulti(markers);
       if (found.found === 0) continue;
       const records: EntryRecord[] = [];
       const keys: string[] = [];

@@ -162,6 +162,16 @@ export function encodeEntry(time: number, node: string, data: unknown): string {
 }
 
 /**
+ * Stored by a producer under a number whose entry the server refused (over its item size limit):
+ * {"t": ms, "n": node, "refused": the server's reply, "bytes": the entry's size}. It has no "d", so it is
+ * never taken for an entry; the drainer writes a `refused` gap for it at once instead of waiting out the
+ * hole timeout.
+ */
+export function encodeRefused(time: number, node: string, reason: string, bytes: number): string {
+  return JSON.stringify({ t: time, n: node, refused: reason, bytes });
+}
+
+/**
  * Reads a stored entry. A value that is not memipc's JSON object (a plain line written by another client,
  * as in the original idiom) is taken as is: its text is the payload, with no time or node.
  */
@@ -187,6 +197,8 @@ export interface EntryFields {
   d: unknown;
   /** The payload as JSON text, when the stored text can be written out as it is (else undefined). */
   dataJson: string | undefined;
+  /** Set when the value is a refused-entry marker (encodeRefused): the server's reply; no entry then. */
+  refused?: string | undefined;
 }
 
 const OPEN = '{"t":';
@@ -213,7 +225,9 @@ const lastNode = { bytes: Buffer.alloc(MAX_CACHED_NODE), length: -1, text: "" };
  * escapes other than the ones JSON.stringify writes, and anything else, take decodeEntry's path.
  */
 export function decodeEntryAt(buf: Buffer, start: number, end: number, out: EntryFields): void {
+  out.refused = undefined;
   if (!readSimple(buf, start, end, out)) {
+    out.refused = readRefused(buf, start, end);
     const entry = decodeEntry(buf.subarray(start, end));
     out.t = entry.t;
     out.n = entry.n;
@@ -271,6 +285,28 @@ function readSimple(buf: Buffer, start: number, end: number, out: EntryFields): 
   out.dataJson = json;
   out.d = escapes ? (JSON.parse(json) as string) : json.slice(1, -1);
   return true;
+}
+
+const REFUSED_KEY = Buffer.from(',"refused":');
+
+/** The server's reply recorded in a refused-entry marker, or undefined when the value is not one. */
+function readRefused(buf: Buffer, start: number, end: number): string | undefined {
+  if (!startsWith(buf, start, end, OPEN) || buf.subarray(start, end).indexOf(REFUSED_KEY) < 0)
+    return undefined;
+  try {
+    const parsed = JSON.parse(buf.toString("utf8", start, end)) as {
+      t?: unknown;
+      n?: unknown;
+      d?: unknown;
+      refused?: unknown;
+    };
+    if (typeof parsed.t === "number" && typeof parsed.n === "string" && !("d" in parsed)) {
+      return typeof parsed.refused === "string" ? parsed.refused : undefined;
+    }
+  } catch {
+    // not a marker: an ordinary value
+  }
+  return undefined;
 }
 
 /** The escapes JSON.stringify writes (besides \u00xx, which is left to the slow path): \" \\ \b \f \n \r \t. */

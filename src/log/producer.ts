@@ -4,12 +4,13 @@
 import { hostname } from "node:os";
 import { crc32 } from "node:zlib";
 import type { Client } from "../client/index.js";
-import { ClientError, ConfigError, LogError } from "../errors.js";
+import { ConfigError, InputError, LogError, ServerError } from "../errors.js";
 import {
   Layout,
   MAX_LIMIT,
   checkPartitions,
   encodeEntry,
+  encodeRefused,
   entryKey,
   headKey,
   headValue,
@@ -35,6 +36,12 @@ export const PartitionBy = {
 export type PartitionBy = (typeof PartitionBy)[keyof typeof PartitionBy];
 
 /** The partition of a key among `partitions`: CRC-32 (zlib's, of the key's UTF-8 bytes) modulo the count. */
+/** A UTF-16 surrogate without its pair: no UTF-8 text can hold it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** JSON.stringify writes a lone surrogate as a \ud8xx…\udfxx escape (and a pair as it is): one not itself escaped. */
+const ESCAPED_LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f]/;
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 export function partitionOf(key: string, partitions: number): number {
   return partitions === 1 ? 0 : crc32(key) % partitions;
 }
@@ -106,6 +113,11 @@ export class LogProducer {
       throw new ConfigError(`limit ${limit} must be a whole number from 1 to ${MAX_LIMIT}`);
     }
     checkPartitions(partitions, this.address.layout);
+    if (LONE_SURROGATE.test(this.options.node)) {
+      throw new ConfigError(
+        `node ${JSON.stringify(this.options.node)} is not UTF-8 text (a lone surrogate): fix the name`,
+      );
+    }
     if (partitionBy !== PartitionBy.node && partitionBy !== PartitionBy.roundRobin) {
       throw new ConfigError(`partitionBy "${String(partitionBy)}" is not known: use "node" or "round-robin"`);
     }
@@ -116,7 +128,10 @@ export class LogProducer {
     this.#nodePartition = partitionOf(this.options.node, partitions);
   }
 
-  /** Appends one entry; resolves with its partition and sequence number once it is stored. */
+  /**
+   * Appends one entry; resolves with its partition and sequence number once it is stored. An entry that
+   * cannot be stored (too large, not UTF-8 text) is refused with InputError before a number is taken.
+   */
   append(data: unknown, options: AppendOptions = {}): Promise<Appended> {
     let value: string;
     try {
@@ -127,9 +142,21 @@ export class LogProducer {
     return this.#partitions[this.#pick(options.key)]!.append(value);
   }
 
-  /** Appends several entries; those that share a partition share one reservation and get consecutive numbers. */
+  /**
+   * Appends several entries; those that share a partition share one reservation and get consecutive numbers.
+   * All are checked first: if one cannot be stored, none is appended (InputError naming it).
+   */
   appendMany(data: readonly unknown[], options: AppendOptions = {}): Promise<Appended[]> {
-    return Promise.all(data.map((entry) => this.append(entry, options)));
+    const values: string[] = [];
+    for (let i = 0; i < data.length; i++) {
+      try {
+        values.push(this.#encode(data[i]));
+      } catch (error) {
+        const message = `entry ${i} of ${data.length}: ${(error as Error).message}; none of them was appended`;
+        return Promise.reject(new InputError(message, { cause: error }));
+      }
+    }
+    return Promise.all(values.map((value) => this.#partitions[this.#pick(options.key)]!.append(value)));
   }
 
   #pick(key: string | undefined): number {
@@ -141,21 +168,46 @@ export class LogProducer {
     return this.#turn;
   }
 
+  /** The value stored for `data`, or InputError when it cannot be stored as it is (nothing is sent then). */
   #encode(data: unknown): string {
-    // The seed layout stores what the original idiom stored: the line itself.
-    const value =
-      this.address.layout === Layout.seed
-        ? String(data)
-        : encodeEntry(this.options.clock(), this.options.node, data);
+    // Bytes are taken as the text they hold: JSON would otherwise turn a Buffer into a list of numbers.
+    const payload = data instanceof Uint8Array ? textOf(data) : data;
+    let value: string;
+    if (this.address.layout === Layout.seed) {
+      // The seed layout stores what the original idiom stored: the line itself.
+      value = String(payload);
+      if (LONE_SURROGATE.test(value)) throw notText();
+    } else {
+      value = encodeEntry(this.options.clock(), this.options.node, payload);
+      // Lone surrogates are rare: the JSON is searched for their escape first, and looked at closely only then.
+      if (value.includes("\\ud") && ESCAPED_LONE_SURROGATE.test(value)) throw notText();
+    }
     const size = Buffer.byteLength(value);
     if (size > this.#client.options.maxValueSize) {
-      throw new ClientError(
-        `log entry is ${size} bytes, over the client's ${this.#client.options.maxValueSize}-byte value limit: ` +
-          "log a reference to large data instead of the data",
+      throw new InputError(
+        `log entry is ${size} bytes, over the client's ${this.#client.options.maxValueSize}-byte value limit ` +
+          "(memcached's item size, -I): log a reference to large data instead of the data; nothing was written",
       );
     }
     return value;
   }
+}
+
+/** The UTF-8 text in `bytes`, or InputError when they are not UTF-8. */
+function textOf(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch (error) {
+    throw notText(error);
+  }
+}
+
+function notText(cause?: unknown): InputError {
+  return new InputError(
+    "log entry is not UTF-8 text (bytes that are not UTF-8, or a string with a lone surrogate): entries are " +
+      "text; encode binary data first (base64, hex); nothing was written",
+    { cause },
+  );
 }
 
 /** One partition's appends: group commit on its counter, stores under its keys. */
@@ -237,9 +289,11 @@ class PartitionAppender {
     for (let i = 0; i < placed.length; i++) {
       const { waiting, epoch, seq } = placed[i]!;
       const result = stored[i]!;
+      // The server answered and refused an entry of the block (over its item size limit, out of memory).
+      if (result instanceof ServerError) void this.#refused(items[i]!.key, placed[i]!, result);
       // A server of the pool failed: only its entries fail. Each may or may not have been stored; the
       // drainer writes it if it was, and records a gap for it after its hole timeout if not.
-      if (result instanceof Error) waiting.reject(result);
+      else if (result instanceof Error) waiting.reject(result);
       else if (result) waiting.resolve({ partition: this.address.partition, epoch, seq });
       else {
         waiting.reject(
@@ -250,6 +304,42 @@ class PartitionAppender {
         );
       }
     }
+  }
+
+  /**
+   * An error line carries no opaque, so every entry of the block sent to that server gets it, stored or not.
+   * The number is this producer's alone: a marker (encodeRefused) added under it tells them apart. Stored,
+   * the entry was refused, and the drainer records a `refused` gap at once instead of waiting out the hole
+   * timeout; not stored, the key holds the entry, which went in after all.
+   */
+  async #refused(key: string, placed: Placed, error: ServerError): Promise<void> {
+    const { waiting, epoch, seq } = placed;
+    const bytes = Buffer.byteLength(waiting.value);
+    const reply = /SERVER_ERROR[^:]*/.exec(error.message)?.[0] ?? "SERVER_ERROR";
+    let recorded = `${key} is recorded as a refused gap`;
+    try {
+      const marker = encodeRefused(this.options.clock(), this.options.node, reply, bytes);
+      if (!(await this.#client.add(key, marker, { ttl: this.options.entryTtl }))) {
+        waiting.resolve({ partition: this.address.partition, epoch, seq });
+        return;
+      }
+    } catch {
+      recorded = `${key} becomes a gap after the drainer's hole timeout`;
+    }
+    if (!/too large/i.test(reply)) {
+      waiting.reject(
+        new ServerError(`${error.message}; the log entry was not stored and ${recorded}`, { cause: error }),
+      );
+      return;
+    }
+    waiting.reject(
+      new InputError(
+        `log entry is ${bytes} bytes and the server refused it (${reply}): its item size limit (-I) is below ` +
+          `this client's maxValueSize (${this.#client.options.maxValueSize}); set maxValueSize to the ` +
+          `server's limit, or log a reference to large data; the entry was not stored and ${recorded}`,
+        { cause: error },
+      ),
+    );
   }
 
   /**

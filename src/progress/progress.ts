@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError, InputError } from "../errors.js";
 import {
   DEFAULT_JOB_TTL,
   DEFAULT_NAMESPACE,
@@ -29,6 +29,10 @@ export const DEFAULT_THROTTLE = 250; // ms: at most one write per job in this ti
 export const DEFAULT_HEARTBEAT = 2000; // ms between writes that only say the job is alive (and look for a cancel)
 export const DEFAULT_WATCH_INTERVAL = 500; // ms between reads while watching a job
 const INDEX_TRIES = 3; // append, add, append: enough for two jobs creating an hour's index at once
+export const MAX_LABEL = 200; // characters of a job's label
+export const MAX_MESSAGE = 2000; // characters of a job's message (a failure's reason is cut to it)
+/** A UTF-16 surrogate without its pair: no UTF-8 text can hold it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 export interface ProgressOptions {
   namespace: string;
@@ -112,9 +116,14 @@ export class Progress {
   /** Starts a job: writes its first record and lists it in the current hour's index. */
   async start(label: string, options: StartOptions = {}): Promise<Job> {
     if (typeof label !== "string" || label === "")
-      throw new ConfigError('a job needs a label, e.g. "nightly export"');
+      throw new InputError('a job needs a label, e.g. "nightly export"');
+    checkText("label", label, MAX_LABEL);
     const id = options.id ?? newJobId(this.options.clock());
-    validateJobId(id);
+    try {
+      validateJobId(id);
+    } catch (error) {
+      throw new InputError(`${(error as Error).message}; nothing was written`, { cause: error });
+    }
     if (options.total !== undefined) checkCount("total", options.total);
     const now = this.options.clock();
     const record: JobRecord = {
@@ -331,6 +340,7 @@ export class Job {
     this.#checkOpen();
     if (update.done !== undefined) checkCount("done", update.done);
     if (update.total !== undefined && update.total !== null) checkCount("total", update.total);
+    if (update.message !== undefined) checkText("message", String(update.message), MAX_MESSAGE);
     if (update.done !== undefined) this.#record.done = update.done;
     if (update.total !== undefined) this.#record.total = update.total;
     if (update.message !== undefined) this.#record.message = String(update.message);
@@ -356,11 +366,19 @@ export class Job {
   /** Ends the job as failed, with the reason. */
   fail(error: unknown): Promise<void> {
     const message = error instanceof Error ? error.message : String(error);
-    return this.#end(JobState.failed, { error: message });
+    // A failure is recorded whatever its reason looks like: cut to size and made UTF-8 text, never refused.
+    return this.#end(JobState.failed, {
+      error: message.slice(0, MAX_MESSAGE).replace(LONE_SURROGATE, "\uFFFD"),
+    });
   }
 
   /** Ends the job as cancelled: call it when stopping because `cancelled` turned true (or for any reason). */
   cancel(message = "cancelled"): Promise<void> {
+    try {
+      checkText("message", message, MAX_MESSAGE);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.#record.message = message;
     return this.#end(JobState.cancelled, {});
   }
@@ -431,6 +449,15 @@ export class Job {
 
   async #end(state: JobState, fields: Partial<JobRecord>): Promise<void> {
     if (this.#ended) return;
+    // Checked before the job ends, so a caller told its result is too large can end it with a smaller one.
+    const size = Buffer.byteLength(JSON.stringify({ ...this.#record, ...fields, state }));
+    if (size > this.#client.options.maxValueSize) {
+      throw new InputError(
+        `job ${this.id}: its record would be ${size} bytes, over the client's ${this.#client.options.maxValueSize}` +
+          "-byte value limit (memcached's item size): end it with a smaller result (a summary, or a " +
+          "reference to where the data is); the job is still running",
+      );
+    }
     this.#ended = true;
     clearInterval(this.#heartbeat);
     clearTimeout(this.#timer);
@@ -460,7 +487,23 @@ function view(record: JobRecord, now: number): JobView {
 
 function checkCount(what: string, n: number): void {
   if (!Number.isFinite(n) || n < 0)
-    throw new ConfigError(`${what} ${n} is not a count (a finite number, 0 or more)`);
+    throw new InputError(`${what} ${n} is not a count (a finite number, 0 or more)`);
+}
+
+/** A label or message: at most `max` characters, and UTF-8 text (JSON would carry a lone surrogate, browsers not). */
+function checkText(what: string, text: string, max: number): void {
+  if (text.length > max) {
+    throw new InputError(
+      `job ${what} is ${text.length} characters, over the ${max} allowed: shorten it (details belong in the ` +
+        "job's result); nothing was written",
+    );
+  }
+  LONE_SURROGATE.lastIndex = 0;
+  if (LONE_SURROGATE.test(text)) {
+    throw new InputError(
+      `job ${what} is not UTF-8 text (it has a lone surrogate): fix the string; nothing was written`,
+    );
+  }
 }
 
 function newJobId(now: number): string {

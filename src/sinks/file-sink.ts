@@ -59,7 +59,13 @@ export interface GapRecord {
   reason: GapReason;
 }
 
-export const GapReason = { holeTimeout: "hole-timeout", reset: "reset", rollover: "rollover" } as const;
+export const GapReason = {
+  holeTimeout: "hole-timeout",
+  reset: "reset",
+  rollover: "rollover",
+  /** The server refused the entry (over its item size limit); its producer left a marker in its place. */
+  refused: "refused",
+} as const;
 export type GapReason = (typeof GapReason)[keyof typeof GapReason];
 
 export type SinkRecord = EntryRecord | GapRecord;
@@ -178,8 +184,8 @@ export function defaultOptions(): Required<FileSinkOptions> {
  *
  * Gap: `{"epoch":3,"time":"…","ms":…,"gap":{"from":13,"to":15,"reason":"hole-timeout"}}`
  * - seq `from`..`to` (inclusive) of `epoch` will not appear, except as late entries; `reason` is
- *   `hole-timeout` (taken, never written in time), `reset` (the counter vanished) or `rollover` (it reached its
- *   limit); `time`/`ms`: when the sink wrote the gap. A gap has no `seq`, `node` or `data`.
+ *   `hole-timeout` (taken, never written in time), `reset` (the counter vanished), `rollover` (it reached its
+ *   limit) or `refused` (the server refused the entry: too large); `time`/`ms`: when the sink wrote the gap. A gap has no `seq`, `node` or `data`.
  *
  * Within an epoch, records appear in position order (seq of entries, `to` of gaps), except late entries.
  * Epochs follow one another in the order the drainer met them: they are random numbers (a counter recreated
@@ -369,6 +375,9 @@ function errnoOf(error: unknown): string | undefined {
 
 const ADVICE: Record<string, string> = {
   ENOSPC: "free disk space (or move the output folder), then retry the same batch",
+  EFBIG:
+    "the file passed this process's file size limit (ulimit -f) or the file system's largest file: raise the " +
+    "limit, or lower --max-bytes so files rotate sooner, then retry the same batch",
   EDQUOT: "raise the disk quota or free space, then retry the same batch",
   EACCES: "give this process write permission on the file and its folder, then retry the same batch",
   EPERM: "give this process write permission on the file and its folder, then retry the same batch",

@@ -2,7 +2,7 @@
 // same tick are summed per key and sent together: one quiet batch of meta arithmetic (`ma` with auto-create,
 // closed by `mn`) once the server has shown it speaks meta, or incr/add on a server that only speaks text.
 import type { Client } from "../client/index.js";
-import { CommandError, ConfigError } from "../errors.js";
+import { CommandError, ConfigError, InputError } from "../errors.js";
 import {
   DEFAULT_BUCKET_SECONDS,
   DEFAULT_BUCKET_TTL,
@@ -42,6 +42,18 @@ const MAX_KEYS_KEPT = 10_000; // timer max keys whose largest sent sample a writ
 interface CounterSlot {
   key: string;
   listed: boolean;
+}
+
+/**
+ * A counter, gauge or timer name handed in by a caller: it becomes part of memcached keys and of the bucket's
+ * space-separated index, so it is checked (InputError) before anything is counted or sent.
+ */
+function checkName(name: string): void {
+  try {
+    validateName(name);
+  } catch (error) {
+    throw new InputError(`${(error as Error).message}; nothing was counted`, { cause: error });
+  }
 }
 
 export class StatsWriter {
@@ -102,11 +114,11 @@ export class StatsWriter {
     let slot = this.#slots.get(name);
     try {
       if (!Number.isSafeInteger(by) || by < 1) {
-        validateName(name);
-        throw new ConfigError(`incr ${name}: ${by} is not a whole number of 1 or more (counters only go up)`);
+        checkName(name);
+        throw new InputError(`incr ${name}: ${by} is not a whole number of 1 or more (counters only go up)`);
       }
       if (slot === undefined) {
-        validateName(name);
+        checkName(name);
         slot = { key: counterKey(this.options, start, name), listed: false };
         this.#slots.set(name, slot);
       }
@@ -124,9 +136,9 @@ export class StatsWriter {
   /** Records the timing `ms` (0 or more) of `name`: its count, sum, histogram bucket and maximum. */
   timing(name: string, ms: number): Promise<void> {
     try {
-      validateName(name);
+      checkName(name);
       if (!Number.isFinite(ms) || ms < 0) {
-        throw new ConfigError(`timing ${name}: ${ms} ms is not a duration (a finite number, 0 or more)`);
+        throw new InputError(`timing ${name}: ${ms} ms is not a duration (a finite number, 0 or more)`);
       }
       const start = this.#bucket();
       this.#add(timerKey(this.options, start, name, "n"), 1);
@@ -143,8 +155,8 @@ export class StatsWriter {
 
   /** Sets the gauge `name` to `value` in the current bucket (the last value set in a bucket is kept). */
   async gauge(name: string, value: number): Promise<void> {
-    validateName(name);
-    if (!Number.isFinite(value)) throw new ConfigError(`gauge ${name}: ${value} is not a finite number`);
+    checkName(name);
+    if (!Number.isFinite(value)) throw new InputError(`gauge ${name}: ${value} is not a finite number`);
     const start = this.#bucket();
     this.#list(start, Kind.gauge, name);
     const sent = this.#whenSent();

@@ -357,7 +357,7 @@ const LOG_JS = String.raw`(function () {
     var d = new Date(ms);
     return el("td", { title: d.toISOString(), text: d.toLocaleTimeString() });
   }
-  var REASONS = { "hole-timeout": "numbers taken but never written in time", reset: "the counter was reset (memcached restarted, evicted or flushed)", rollover: "the counter rolled over" };
+  var REASONS = { "hole-timeout": "numbers taken but never written in time", reset: "the counter was reset (memcached restarted, evicted or flushed)", rollover: "the counter rolled over", refused: "the server refused the entry (over its item size limit)" };
 
   /** A record as a table row; every value goes in as text. */
   function row(r) {
