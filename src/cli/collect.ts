@@ -7,7 +7,7 @@ import {
   nextReportTime,
   writeReportFiles,
 } from "../sinks/report-files.js";
-import { DEFAULT_DB_FILE, StatsDb } from "../sinks/stats-db.js";
+import { DEFAULT_BUSY_TIMEOUT, DEFAULT_DB_FILE, StatsDb } from "../sinks/stats-db.js";
 import {
   Collector,
   DEFAULT_GRACE,
@@ -44,6 +44,7 @@ holds the lease and works, the others stand by.
 ${optionTable([
   ...COMMON_ROWS,
   ["--db FILE", "the SQLite file (created if missing)", `MEMIPC_DB, else ${DEFAULT_DB_FILE}`],
+  ["--busy-timeout MS", "wait for another process's lock on --db", String(DEFAULT_BUSY_TIMEOUT)],
   ["--legacy NAME,…", "plain counter keys to take out (read, then decr)", "none"],
   ["--interval SECONDS", "seconds between passes", String(DEFAULT_INTERVAL)],
   ["--grace SECONDS", "wait after a bucket ends (clock skew)", String(DEFAULT_GRACE)],
@@ -57,6 +58,10 @@ ${optionTable([
   ["--once", "one pass (and the daily report if due), then exit", "off"],
   ["-v, --verbose", "a line per pass on stderr", "on for a terminal"],
 ])}
+While another process holds --db locked for longer than --busy-timeout (or the disk is full), the collector
+says so, keeps reading closed buckets into memory and tries the database again, pausing longer each time (up to
+30 s); once it takes writes, everything read meanwhile is stored. Legacy counters wait meanwhile.
+
 Legacy counters are keys that existing code increments itself ("incr new_account"), named exactly, outside
 any namespace. Each pass reads one, stores the value with the time, then decrements it by exactly that value,
 so increments made in between stay for the next pass.
@@ -69,6 +74,7 @@ as <day>.html, <day>.md and <day>.json (once: the database records it). Any day'
 export async function runCollect(args: string[]): Promise<void> {
   const { values } = parseFlags("collect", args, {
     db: { type: "string" },
+    "busy-timeout": { type: "string" },
     legacy: { type: "string" },
     interval: { type: "string" },
     grace: { type: "string" },
@@ -128,7 +134,7 @@ export async function runCollect(args: string[]): Promise<void> {
   });
   // Everything is checked: only now is the database created.
   const [dbFile] = pick("--db", values.db, process.env, "MEMIPC_DB") ?? [DEFAULT_DB_FILE];
-  const db = StatsDb.open(dbFile);
+  const db = StatsDb.open(dbFile, { busyTimeout: number("busy-timeout", DEFAULT_BUSY_TIMEOUT, 0, 600_000) });
   // Yesterday's report, once today's report time has passed; a failure is retried after the next pass.
   const writeDueReport = async (): Promise<void> => {
     if (reports === undefined) return;
@@ -154,6 +160,8 @@ export async function runCollect(args: string[]): Promise<void> {
         collector.takeFence();
         const result = await collector.collectOnce();
         process.stderr.write(`memipc collect: ${passLine(result)}\n`);
+        // What the database refused is still in memcached (until its keys expire): a later run stores it.
+        if (result.held !== undefined) throw result.held.error;
         await writeDueReport();
       } finally {
         await lease.release();
@@ -183,8 +191,14 @@ function seconds(text: string, flag: string): number {
 function passLine(r: CollectResult): string {
   const newest = r.newest === undefined ? "none yet" : new Date(r.newest * 1000).toISOString();
   const legacy = r.legacy === 0 ? "" : `, ${r.legacy} legacy collections (${r.legacyTotal} in all)`;
+  const late =
+    r.storedLate === 0 ? "" : `; stored ${r.storedLate} bucket reads held while the database refused`;
+  const held =
+    r.held === undefined
+      ? ""
+      : `; holding ${r.held.buckets} bucket reads (${r.held.values} values) for the database, which refuses writes`;
   return (
     `${r.buckets} new buckets, ${r.rechecked} read again, ${r.values} values${legacy} in ${r.took} ms; ` +
-    `newest bucket ${newest}`
+    `newest bucket ${newest}${late}${held}`
   );
 }

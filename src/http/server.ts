@@ -1,7 +1,15 @@
 // The HTTP face of progress: a JSON API, Server-Sent Events, a job page and an embeddable script, on Node's
 // http module. Stateless: every answer comes from memcached (event streams share one poller per job), so
-// any number of these servers behind a load balancer answer alike.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+// any number of these servers behind a load balancer answer alike. Requests are bounded: a long target, large
+// headers or body, or a request that arrives too slowly is refused before it costs memory or a connection.
+import {
+  STATUS_CODES,
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import type { Duplex } from "node:stream";
 import type { Client } from "../client/index.js";
 import { ConfigError, ConnectionClosedError, OverloadError, TimeoutError } from "../errors.js";
 import { DEFAULT_NAMESPACE } from "../progress/layout.js";
@@ -19,6 +27,12 @@ export const DEFAULT_POLL_INTERVAL = 500; // ms between reads of a watched job
 export const DEFAULT_SSE_HEARTBEAT = 15_000; // ms between comment lines on an idle event stream
 export const DEFAULT_SSE_RETRY = 2000; // ms a browser waits before reconnecting a dropped stream
 export const DEFAULT_MAX_STREAMS = 10_000; // event streams open at once; more are refused with 503
+export const DEFAULT_MAX_URL_LENGTH = 8192; // characters of a request target; longer ones get 414
+export const DEFAULT_MAX_HEADER_SIZE = 16_384; // bytes of request line and headers; more get 431
+export const DEFAULT_MAX_BODY = 16_384; // bytes of a request body (no route reads one); more get 413
+export const DEFAULT_HEADERS_TIMEOUT = 10_000; // ms for a request's headers to arrive; slower gets 408
+export const DEFAULT_REQUEST_TIMEOUT = 30_000; // ms for a whole request (headers and body) to arrive
+const TIMEOUT_CHECK_EVERY = 1000; // ms between checks for requests arriving too slowly (Node's default: 30 s)
 const EMBED_MAX_AGE = 300; // s browsers may cache /embed.js
 const BASE_URL = "http://memipc.invalid"; // request targets are paths: resolved against any base
 
@@ -48,6 +62,16 @@ export interface HttpServerOptions {
   health: (() => Promise<{ ok: boolean; detail: Record<string, unknown> }>) | undefined;
   /** More routes (the dashboard), asked after the token check and before "not found". */
   routes: HttpRoutes | undefined;
+  /** Characters of a request's target (path and query); a longer one is answered 414. */
+  maxUrlLength: number;
+  /** Bytes of a request's line and headers; more are answered 431 (fixed here, whatever node's flags say). */
+  maxHeaderSize: number;
+  /** Bytes of a request body; a larger one is answered 413 without being read, and the connection closed. */
+  maxBody: number;
+  /** ms for a request's headers to arrive (slow clients holding connections open get 408). */
+  headersTimeout: number;
+  /** ms for a whole request to arrive; at least headersTimeout. Answers (event streams) are not limited. */
+  requestTimeout: number;
 }
 
 /** A set of routes served alongside the jobs API. */
@@ -72,6 +96,11 @@ export function defaultHttpOptions(): Omit<HttpServerOptions, "client"> {
     metrics: undefined,
     health: undefined,
     routes: undefined,
+    maxUrlLength: DEFAULT_MAX_URL_LENGTH,
+    maxHeaderSize: DEFAULT_MAX_HEADER_SIZE,
+    maxBody: DEFAULT_MAX_BODY,
+    headersTimeout: DEFAULT_HEADERS_TIMEOUT,
+    requestTimeout: DEFAULT_REQUEST_TIMEOUT,
   };
 }
 
@@ -118,13 +147,21 @@ export async function startHttpServer(
 
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const cors = corsHeaders(o.allowOrigins, request.headers.origin);
+    if ((request.url ?? "").length > o.maxUrlLength) {
+      return sendError(
+        response,
+        414,
+        `the request's target is longer than ${o.maxUrlLength} characters: ids and names are short`,
+        cors,
+      );
+    }
+    if (!bodyWithin(request, response, o.maxBody, cors)) return;
     const url = URL.canParse(request.url ?? "/", BASE_URL)
       ? new URL(request.url ?? "/", BASE_URL)
       : undefined;
     if (url === undefined)
       return sendError(response, 400, "the request's target is not a valid URL path", cors);
     const method = request.method ?? "GET";
-    request.resume(); // no route reads a body
     let route = routeOf(url.pathname);
     if (
       (route?.kind === "metrics" && o.metrics === undefined) ||
@@ -261,20 +298,29 @@ export async function startHttpServer(
     }
   };
 
-  const server: Server = createServer((request, response) => {
-    handle(request, response).catch((error: unknown) => {
-      if (response.headersSent) {
-        response.destroy();
-        return;
-      }
-      const cors = corsHeaders(o.allowOrigins, request.headers.origin);
-      if (unavailable(error)) {
-        sendError(response, 503, `memcached could not be reached: ${(error as Error).message}`, cors);
-      } else {
-        sendError(response, 500, `internal error: ${(error as Error).message}`, cors);
-      }
-    });
-  });
+  const server: Server = createServer(
+    {
+      maxHeaderSize: o.maxHeaderSize,
+      headersTimeout: o.headersTimeout,
+      requestTimeout: o.requestTimeout,
+      connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_EVERY, o.headersTimeout),
+    },
+    (request, response) => {
+      handle(request, response).catch((error: unknown) => {
+        if (response.headersSent) {
+          response.destroy();
+          return;
+        }
+        const cors = corsHeaders(o.allowOrigins, request.headers.origin);
+        if (unavailable(error)) {
+          sendError(response, 503, `memcached could not be reached: ${(error as Error).message}`, cors);
+        } else {
+          sendError(response, 500, `internal error: ${(error as Error).message}`, cors);
+        }
+      });
+    },
+  );
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => refuseClient(error, socket, o));
   await listen(server, o.host, o.port);
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : o.port;
@@ -318,6 +364,22 @@ function checkOptions(o: HttpServerOptions): void {
   whole(o.heartbeat, "SSE heartbeat", 10, 3_600_000);
   whole(o.retry, "SSE retry", 0, 3_600_000);
   whole(o.maxStreams, "maxStreams", 1, 1_000_000);
+  for (const [value, what] of [
+    [o.maxUrlLength, "maxUrlLength"],
+    [o.maxHeaderSize, "maxHeaderSize"],
+    [o.maxBody, "maxBody"],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 0 || value > 1 << 30) {
+      throw new ConfigError(`${what} ${value} must be a whole number of bytes from 0 to 1073741824`);
+    }
+  }
+  whole(o.headersTimeout, "headersTimeout", 1, 3_600_000);
+  whole(o.requestTimeout, "requestTimeout", 1, 3_600_000);
+  if (o.requestTimeout < o.headersTimeout) {
+    throw new ConfigError(
+      `requestTimeout ${o.requestTimeout} ms must be at least headersTimeout ${o.headersTimeout} ms`,
+    );
+  }
   if (o.allowOrigins !== "*" && !Array.isArray(o.allowOrigins)) {
     throw new ConfigError('allowOrigins must be "*" or a list of origins such as "https://app.example"');
   }
@@ -328,6 +390,59 @@ function whole(value: number, what: string, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(`${what} ${value} ms must be a whole number from ${min} to ${max}`);
   }
+}
+
+/**
+ * False (the request answered 413) when it declares a body over `max` bytes: nothing of it is read and the
+ * connection is closed. A body without a declared length is discarded as it comes, and its connection cut
+ * once it passes `max`.
+ */
+function bodyWithin(
+  request: IncomingMessage,
+  response: ServerResponse,
+  max: number,
+  headers: Record<string, string>,
+): boolean {
+  const declared = Number(request.headers["content-length"] ?? 0);
+  if (declared > max) {
+    response.once("finish", () => request.socket.destroySoon());
+    sendError(
+      response,
+      413,
+      `the request's body (${declared} bytes) is over ${max} bytes: no route here takes a body, send none`,
+      { ...headers, Connection: "close" },
+    );
+    return false;
+  }
+  let seen = 0;
+  request.on("data", (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > max) request.socket.destroy();
+  });
+  request.resume(); // no route reads a body
+  return true;
+}
+
+/** Answers a request that broke the HTTP rules or the limits before a route saw it, then closes. */
+function refuseClient(error: NodeJS.ErrnoException, socket: Duplex, o: HttpServerOptions): void {
+  if (error.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, message] =
+    error.code === "HPE_HEADER_OVERFLOW"
+      ? [431, `the request's line and headers are over ${o.maxHeaderSize} bytes: send fewer or shorter ones`]
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [
+            408,
+            `the request did not arrive within ${o.headersTimeout} ms (headers) or ${o.requestTimeout} ms`,
+          ]
+        : [400, `the request is not valid HTTP/1.1 (${error.code ?? error.message})`];
+  const body = JSON.stringify({ error: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** Options without the keys set to undefined, so they do not hide the defaults. */

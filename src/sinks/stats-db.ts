@@ -5,11 +5,15 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { FencedError, SinkError } from "../errors.js";
+import { DatabaseBusyError, FencedError, SinkError } from "../errors.js";
 
 export const DEFAULT_DB_FILE = "memipc-stats.db";
-/** ms a writer waits for another process's lock on the database before failing. */
-export const DEFAULT_BUSY_TIMEOUT = 5000;
+/**
+ * ms a write waits for another process's lock on the database before failing with a DatabaseBusyError. The
+ * wait blocks the whole process (SQLite is called synchronously), which in `memipc serve` is the embedded
+ * server and the dashboard too: kept short, and the collector tries again later instead of waiting longer.
+ */
+export const DEFAULT_BUSY_TIMEOUT = 1000;
 
 /** The columns of the per-bucket tables, in the order of schema version 1. */
 const COLUMNS = {
@@ -146,6 +150,8 @@ export interface StatsDbOptions {
 
 export class StatsDb {
   readonly file: string;
+  /** ms a write waits for another process's lock (SQLite's busy_timeout). */
+  readonly busyTimeout: number;
   readonly #db: Database.Database;
   readonly #statements: ReturnType<typeof prepare>;
   /**
@@ -157,8 +163,9 @@ export class StatsDb {
   /** Runs a write in an IMMEDIATE transaction (the fence read and the write see the same state), fenced. */
   readonly #write: Database.Transaction<(work: () => unknown) => unknown>;
 
-  private constructor(file: string, db: Database.Database) {
+  private constructor(file: string, db: Database.Database, busyTimeout: number) {
     this.file = file;
+    this.busyTimeout = busyTimeout;
     this.#db = db;
     this.#statements = prepare(db);
     this.#write = db.transaction((work: () => unknown) => {
@@ -186,14 +193,15 @@ export class StatsDb {
         { cause: error, file: path, errno: (error as NodeJS.ErrnoException).code },
       );
     }
+    const busyTimeout = options.busyTimeout ?? DEFAULT_BUSY_TIMEOUT;
     try {
-      db.pragma(`busy_timeout = ${options.busyTimeout ?? DEFAULT_BUSY_TIMEOUT}`);
+      db.pragma(`busy_timeout = ${busyTimeout}`);
       if (!readonly) {
         db.pragma("journal_mode = WAL");
         db.pragma("synchronous = NORMAL");
       }
       migrate(db, path, readonly);
-      return new StatsDb(path, db);
+      return new StatsDb(path, db, busyTimeout);
     } catch (error) {
       db.close();
       if (error instanceof SinkError) throw error;
@@ -331,7 +339,11 @@ export class StatsDb {
       s.storeFence.run(name, token);
       return token;
     });
-    return take.immediate();
+    try {
+      return take.immediate();
+    } catch (error) {
+      throw this.#busy(error);
+    }
   }
 
   /** The fencing token of `name` stored now (0 when none was ever taken). */
@@ -340,7 +352,23 @@ export class StatsDb {
   }
 
   #fenced<T>(work: () => T): T {
-    return this.#write.immediate(work) as T;
+    try {
+      return this.#write.immediate(work) as T;
+    } catch (error) {
+      throw this.#busy(error);
+    }
+  }
+
+  /** SQLite's "busy" and "locked" as a DatabaseBusyError that says what to do; other errors unchanged. */
+  #busy(error: unknown): unknown {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== "string" || !/^SQLITE_(BUSY|LOCKED)/.test(code)) return error;
+    return new DatabaseBusyError(
+      `the stats database ${this.file} is locked by another process: a write waited ${this.busyTimeout} ms ` +
+        `for it and was not made (${code}). Find what keeps it open inside a transaction (fuser ` +
+        `${this.file}: an sqlite3 shell, a backup, a script) and end it`,
+      { cause: error, file: this.file, errno: code },
+    );
   }
 
   #checkFence(): void {

@@ -7,14 +7,20 @@
 // of any collector that was active before it (paused past its lease, then resumed). On a pool, a server that
 // cannot be reached does not stop collection: what the others hold is stored, and what was left out is read
 // again until whole (values are absolute and only raised, so a partial read never lowers or doubles one).
+// When the database refuses writes (another process holds its lock, the disk is full), what was read stays
+// in memory and reading goes on, so buckets whose keys expire or are evicted meanwhile are not lost; the
+// database is tried again with a growing pause, and everything held is stored, in order, once it takes it.
+import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Client } from "../client/index.js";
 import {
   ConfigError,
+  DatabaseBusyError,
   ErrorCode,
   FencedError,
   LeaseLostError,
   MemipcError,
+  SinkError,
   isUnreachable,
 } from "../errors.js";
 import { Lease, type LeaseOptions } from "../lease/index.js";
@@ -44,7 +50,10 @@ export const DEFAULT_RECHECK: readonly number[] = [60, 600, 3600, 6 * 3600, 86_4
 export const DEFAULT_LOOKBACK = DEFAULT_BUCKET_TTL; // s back a collector with an empty database looks
 const BUCKETS_PER_READ = 500; // buckets per read (their index keys go in one multi-get)
 const KEYS_PER_ROUND = 100_000; // value keys read before the buckets they hold are stored
-const RETRY_AFTER = 1000; // ms before a pass is tried again after an error
+const RETRY_AFTER = 1000; // ms before a pass (or a refused database write) is tried again after an error
+const RETRY_MAX = 30_000; // ms: the longest pause between tries, doubling from RETRY_AFTER while errors last
+/** Values read but not yet stored (the database refuses writes) above which no more buckets are read. */
+const MAX_HELD_VALUES = 200_000;
 /** s: the longest wait between re-reads of a bucket read without what a server that was down holds. */
 const PARTIAL_RETRY_MAX = 3600;
 
@@ -90,6 +99,26 @@ export interface CollectResult {
   took: number;
   /** On a pool, what this pass left out because servers could not be reached; absent when all answered. */
   unreachable?: PassUnreachable;
+  /** Buckets read in earlier passes, held while the database refused them, and stored by this one. */
+  storedLate: number;
+  /** What waits in memory for the database, which refuses writes; absent when everything is stored. */
+  held?: HeldForDatabase;
+}
+
+/**
+ * What a collector holds in memory because the database refuses writes (locked by another process, disk
+ * full): stored, in the order read, when it takes writes again. Lost only if the process ends first, and
+ * even then only what memcached no longer has (the keys live `ttl` seconds).
+ */
+export interface HeldForDatabase {
+  /** Bucket reads (first reads and re-reads) waiting. */
+  buckets: number;
+  /** Values in them. */
+  values: number;
+  /** Legacy collections taken out of memcached whose row waits to be marked done. */
+  legacy: number;
+  /** Why the database refused the last write (a DatabaseBusyError when another process holds its lock). */
+  error: Error;
 }
 
 /**
@@ -120,6 +149,14 @@ export interface CollectorMetrics {
   newest: number | undefined;
   /** Servers of the pool that the last pass could not reach (empty when all answered). */
   unreachable: string[];
+  /** Bucket reads held in memory while the database refuses writes (0 when everything is stored). */
+  held: number;
+}
+
+/** Reads waiting for the database, with the time they were made. */
+interface HeldBatch {
+  buckets: Array<{ values: BucketValues; nextCheck: number | undefined }>;
+  collectedAt: number;
 }
 
 /** The options with their defaults, checked: a ConfigError says what is wrong with the first bad one. */
@@ -174,6 +211,7 @@ export class Collector {
     lastError: undefined,
     newest: undefined,
     unreachable: [],
+    held: 0,
   };
   readonly #client: Client;
   readonly #db: StatsDb;
@@ -182,6 +220,20 @@ export class Collector {
   #leased = false;
   /** The lastError that reports servers unreachable: cleared by a pass that reaches them all. */
   #unreachableNote: string | undefined;
+  /** Reads the database refused, oldest first; each later write waits until these are in. */
+  #held: HeldBatch[] = [];
+  /** Start of the newest bucket in #held read for the first time: the next pass reads on from there. */
+  #heldUpTo: number | undefined;
+  /** Legacy rows whose decrement memcached confirmed, to mark done when the database takes writes. */
+  readonly #confirmed = new Set<number>();
+  /** Why the database refused the last write; undefined while it takes them. */
+  #refusal: Error | undefined;
+  /** Refused tries in a row, when (performance.now() ms) the next may be made, and refused in this pass. */
+  #refusals = 0;
+  #retryAt = 0;
+  #refusedThisPass = false;
+  /** The lastError saying the database refuses writes: cleared once everything held is stored. */
+  #heldNote: string | undefined;
 
   constructor(client: Client, db: StatsDb, options: Partial<CollectorOptions> = {}) {
     this.#client = client;
@@ -199,7 +251,9 @@ export class Collector {
    * reads again the buckets whose recheck is due, and takes out the legacy counters. With `openBuckets` it
    * stores the buckets still open too, as they stand: for a last pass before the memcached that holds them
    * goes away (the embedded server of a daemon that stops); later reads only ever raise what was stored.
-   * On a pool, servers that cannot be reached do not fail the pass: see CollectResult.unreachable.
+   * On a pool, servers that cannot be reached do not fail the pass: see CollectResult.unreachable. Nor does
+   * a database that refuses writes: what was read is held for a later pass (CollectResult.held), except on
+   * a pass with `openBuckets`, which then throws the database's error.
    */
   async collectOnce(options: { openBuckets?: boolean } = {}): Promise<CollectResult> {
     const began = this.options.clock();
@@ -211,7 +265,10 @@ export class Collector {
       legacyTotal: 0,
       newest: undefined,
       took: 0,
+      storedLate: 0,
     };
+    this.#refusedThisPass = false;
+    result.storedLate = this.#flush();
     // On a single server a read that fails fails the pass (it is tried again): nothing could be read anyway.
     const gaps = this.#client.servers.length > 1 ? passGaps() : undefined;
     const unsettled = await this.#settleLegacy(gaps);
@@ -228,7 +285,105 @@ export class Collector {
     m.lastPass = this.options.clock();
     m.newest = result.newest;
     this.#reportUnreachable(result, gaps);
+    this.#reportHeld(result);
+    // A last pass (openBuckets) is followed by no other: what the database refused would be dropped quietly.
+    if (options.openBuckets === true && result.held !== undefined) throw result.held.error;
     return result;
+  }
+
+  /**
+   * Stores what the database refused before, in order, and marks confirmed legacy collections done: at once
+   * after a success, else not before the pause after the last refusal, which doubles from RETRY_AFTER to
+   * RETRY_MAX (each try may block the process up to the database's busy timeout). Returns the buckets stored.
+   * A FencedError drops what is held (a newer collector owns the database and reads it all again) and is thrown.
+   */
+  #flush(): number {
+    if (this.#held.length === 0 && this.#confirmed.size === 0) return 0;
+    if (this.#refusal !== undefined && performance.now() < this.#retryAt) return 0;
+    let stored = 0;
+    try {
+      while (this.#held.length > 0) {
+        const batch = this.#held[0]!;
+        this.#db.storeBuckets(batch.buckets, batch.collectedAt);
+        this.#held.shift();
+        stored += batch.buckets.length;
+      }
+      this.#heldUpTo = undefined;
+      for (const id of this.#confirmed) {
+        this.#db.settleLegacy(id, "done");
+        this.#confirmed.delete(id);
+      }
+    } catch (error) {
+      this.#refused(error);
+      return stored;
+    }
+    this.#refusal = undefined;
+    this.#refusals = 0;
+    return stored;
+  }
+
+  /** Queues a write of bucket reads behind those held and tries them: false when the database refused. */
+  #store(buckets: HeldBatch["buckets"], collectedAt: number, firstRead: boolean): boolean {
+    if (buckets.length === 0) return this.#refusal === undefined;
+    this.#held.push({ buckets, collectedAt });
+    if (firstRead) {
+      const newest = Math.max(...buckets.map((b) => b.values.start));
+      this.#heldUpTo = Math.max(this.#heldUpTo ?? newest, newest);
+    }
+    this.#flush();
+    return this.#refusal === undefined;
+  }
+
+  #refused(error: unknown): void {
+    if (error instanceof FencedError) {
+      this.#held = [];
+      this.#heldUpTo = undefined;
+      this.#confirmed.clear();
+      this.#refusal = undefined;
+      this.#refusals = 0;
+      throw error;
+    }
+    this.#refusal = error as Error;
+    this.#refusals++;
+    this.#refusedThisPass = true;
+    this.#retryAt = performance.now() + Math.min(RETRY_AFTER * 2 ** (this.#refusals - 1), RETRY_MAX);
+  }
+
+  /** Values held for the database. */
+  #heldValues(): number {
+    let n = 0;
+    for (const batch of this.#held) for (const b of batch.buckets) n += countValues(b.values);
+    return n;
+  }
+
+  /** Says what waits for the database and why, or clears that once everything is stored. */
+  #reportHeld(result: CollectResult): void {
+    const error = this.#refusal;
+    const buckets = this.#held.reduce((n, batch) => n + batch.buckets.length, 0);
+    this.metrics.held = buckets;
+    if (error === undefined) {
+      if (this.#heldNote !== undefined && this.metrics.lastError === this.#heldNote) {
+        this.metrics.lastError = undefined;
+      }
+      this.#heldNote = undefined;
+      return;
+    }
+    result.held = { buckets, values: this.#heldValues(), legacy: this.#confirmed.size, error };
+    // No counts in the message: it stays the same from pass to pass, so callers can print it once a while.
+    const message =
+      `${error.message}. Meanwhile the collector keeps what it reads in memory (up to ${MAX_HELD_VALUES} ` +
+      `values; past that, buckets wait in memcached) and tries the database again, every ` +
+      `${RETRY_MAX / 1000} s at most; nothing read is dropped unless this process ends first`;
+    this.#heldNote = message;
+    this.metrics.lastError = message;
+    // Said once per refused try, not on every pass that only waits for the next one.
+    if (!this.#refusedThisPass) return;
+    const options = { cause: error, file: this.#db.file };
+    this.options.onError?.(
+      error instanceof DatabaseBusyError
+        ? new DatabaseBusyError(message, { ...options, errno: error.errno ?? "SQLITE_BUSY" })
+        : new SinkError(message, { ...options, errno: (error as SinkError).errno }),
+    );
   }
 
   /** Says which servers this pass could not reach, and why that loses nothing that survives them. */
@@ -318,6 +473,7 @@ export class Collector {
   /** Passes every `interval` seconds until `signal` aborts; `fenced`: under the lease, so take a fence first. */
   async #loop(signal: AbortSignal | undefined, fenced: boolean): Promise<void> {
     let needFence = fenced;
+    let failures = 0;
     while (!signal?.aborted) {
       try {
         if (needFence) {
@@ -328,6 +484,7 @@ export class Collector {
         const result = await this.collectOnce();
         this.options.onPass?.(result);
         if (!signal?.aborted) await this.options.afterPass?.();
+        failures = 0;
       } catch (error) {
         // Fenced means a newer collector has the database: this holding is over (its lease has expired,
         // whether or not this process has noticed yet), so it stands by again, and always says why.
@@ -336,7 +493,10 @@ export class Collector {
           if (fenced) return;
         } else if (signal?.aborted) break;
         else this.#noteError(error as Error);
-        await pause(RETRY_AFTER, signal);
+        // A database that refuses writes (taking the fencing token, writing the report) is not hammered:
+        // each try may block the process for the busy timeout.
+        failures = error instanceof SinkError ? failures + 1 : 1;
+        await pause(Math.min(RETRY_AFTER * 2 ** (failures - 1), RETRY_MAX), signal);
         continue;
       }
       await pause(this.options.interval * 1000, signal);
@@ -362,14 +522,17 @@ export class Collector {
     const oldest = bucketStart(o, now - o.lookback * 1000);
     const last = this.#db.lastBucket(size);
     let from = last === undefined ? oldest : Math.max(last.start + size, oldest);
+    if (this.#heldUpTo !== undefined) from = Math.max(from, this.#heldUpTo + size);
     while (from <= newest) {
+      // While the database refuses writes, reading goes on into memory, up to a bound.
+      if (this.#refusal !== undefined && this.#heldValues() >= MAX_HELD_VALUES) return;
       const starts: number[] = [];
       for (let s = from; s <= newest && starts.length < BUCKETS_PER_READ; s += size) starts.push(s);
       const skip = gaps && unreached();
       const indexes = await readIndexes(this.#client, o, starts, skip);
       let stored = false;
       await this.#readInRounds(indexes, skip, (buckets, collectedAt) => {
-        this.#db.storeBuckets(
+        this.#store(
           buckets.map((values) => ({
             values,
             nextCheck: this.#nextCheck(
@@ -380,6 +543,7 @@ export class Collector {
             ),
           })),
           collectedAt,
+          true,
         );
         for (const bucket of buckets) {
           result.buckets++;
@@ -391,12 +555,13 @@ export class Collector {
         // Index on a server that cannot be reached: stored empty, so later passes go on past it, and read
         // again like a bucket read in part, until its index is read (or its keys are gone).
         const collectedAt = o.clock();
-        this.#db.storeBuckets(
+        this.#store(
           [...skip.indexes].map((start) => ({
             values: emptyBucket(start, size),
             nextCheck: this.#nextCheck(start, collectedAt, collectedAt, true),
           })),
           collectedAt,
+          true,
         );
         stored = true;
       }
@@ -410,10 +575,15 @@ export class Collector {
         // An empty bucket is stored only where it marks how far this pass looked, so the next one goes on
         // from there; it is read again like the others in case a late writer fills it.
         const collectedAt = o.clock();
-        this.#db.storeBucket(
-          emptyBucket(lastStart, size),
+        this.#store(
+          [
+            {
+              values: emptyBucket(lastStart, size),
+              nextCheck: this.#nextCheck(lastStart, collectedAt, collectedAt),
+            },
+          ],
           collectedAt,
-          this.#nextCheck(lastStart, collectedAt, collectedAt),
+          true,
         );
       }
       from = lastStart + size;
@@ -422,6 +592,8 @@ export class Collector {
 
   async #recheck(result: CollectResult, gaps: PassGaps | undefined): Promise<void> {
     const size = this.options.bucketSeconds;
+    // Re-reads wait while the database refuses writes: their keys live on, and they only add late increments.
+    if (this.#refusal !== undefined) return;
     for (;;) {
       const due = this.#db.bucketsDue(size, this.options.clock(), BUCKETS_PER_READ);
       if (due.length === 0) return;
@@ -438,7 +610,7 @@ export class Collector {
       });
       const collectedAt = this.options.clock();
       // An index not read stores an empty bucket: it lowers nothing (counters keep the larger value).
-      this.#db.storeBuckets(
+      const stored = this.#store(
         due.map((bucket) => ({
           values: read.get(bucket.start) ?? emptyBucket(bucket.start, size),
           nextCheck: this.#nextCheck(
@@ -449,13 +621,15 @@ export class Collector {
           ),
         })),
         collectedAt,
+        false,
       );
       if (skip !== undefined) noteGaps(gaps!, skip);
       for (const bucket of due) {
         result.rechecked++;
         result.values += countValues(read.get(bucket.start) ?? emptyBucket(bucket.start, size));
       }
-      if (due.length < BUCKETS_PER_READ) return;
+      // Refused: held, and the same buckets would come due again.
+      if (!stored || due.length < BUCKETS_PER_READ) return;
     }
   }
 
@@ -518,6 +692,8 @@ export class Collector {
    */
   async #settleLegacy(gaps: PassGaps | undefined): Promise<Set<string>> {
     const unsettled = new Set<string>();
+    // While the database refuses writes nothing is settled (and #collectLegacy takes nothing out).
+    if (this.#refusal !== undefined) return unsettled;
     for (const row of this.#db.pendingLegacy()) {
       let now;
       try {
@@ -530,10 +706,15 @@ export class Collector {
         this.#noteLegacyGap(gaps, row.name, error);
         continue;
       }
-      if (now !== undefined && now.cas !== undefined && now.cas.toString() === row.cas) {
-        this.#db.dropLegacy(row.id);
-      } else {
-        this.#db.settleLegacy(row.id, "unconfirmed");
+      try {
+        if (now !== undefined && now.cas !== undefined && now.cas.toString() === row.cas) {
+          this.#db.dropLegacy(row.id);
+        } else {
+          this.#db.settleLegacy(row.id, "unconfirmed");
+        }
+      } catch (error) {
+        this.#refused(error); // still pending: settled by a later pass, and nothing is taken out meanwhile
+        return unsettled;
       }
     }
     return unsettled;
@@ -561,6 +742,7 @@ export class Collector {
       if (this.#leased && !this.#lease!.held) {
         throw new LeaseLostError(`collector lost its lease ${this.#lease!.key} before collecting ${name}`);
       }
+      if (this.#refusal !== undefined) return; // a row must be written before a counter is touched
       if (unsettled.has(name)) continue;
       let read;
       try {
@@ -573,7 +755,13 @@ export class Collector {
       if (read === undefined) continue;
       const value = wholeNumber(read.value);
       if (value === undefined || value === 0) continue;
-      const id = this.#db.beginLegacy(name, this.options.clock(), value, read.cas ?? 0n);
+      let id: number;
+      try {
+        id = this.#db.beginLegacy(name, this.options.clock(), value, read.cas ?? 0n);
+      } catch (error) {
+        this.#refused(error); // nothing recorded, nothing taken out: collected once the database takes writes
+        return;
+      }
       // Only increments can have happened since the read, so the counter holds at least `value` and the
       // decrement leaves exactly those increments behind. A vanished key loses nothing already read.
       try {
@@ -585,9 +773,17 @@ export class Collector {
         this.#noteLegacyGap(gaps, name, error);
         continue;
       }
-      this.#db.settleLegacy(id, "done");
       result.legacy++;
       result.legacyTotal += value;
+      try {
+        this.#db.settleLegacy(id, "done");
+      } catch (error) {
+        // memcached confirmed the decrement: the row is marked done once the database takes writes, not
+        // settled later by the counter's CAS unique (which would mark it unconfirmed).
+        this.#confirmed.add(id);
+        this.#refused(error);
+        return;
+      }
     }
   }
 }
