@@ -6,6 +6,8 @@ export {
   type GetResult,
   type StoreOptions,
   type MetaReply,
+  type ClientAuth,
+  type ClientTls,
 } from "./client/index.js";
 export { startServer, MemcachedServer, type ServerOptions } from "./server/index.js";
 export { Lease, type LeaseOptions, type LeaseStatus } from "./lease/index.js";

@@ -1,7 +1,9 @@
 // What every `memipc` command that talks to memcached shares: flag parsing (flag, then environment, then
-// default), the `--memcached` and `--namespace` flags, the stream flags, and small value parsers.
+// default), the `--memcached` and `--namespace` flags, credentials and TLS for the servers, the stream
+// flags, and small value parsers.
+import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { Client, parseServers } from "../client/index.js";
+import { Client, checkCredentials, parseServers, type ClientAuth, type ClientTls } from "../client/index.js";
 import { ConfigError } from "../errors.js";
 import {
   DEFAULT_NAMESPACE,
@@ -14,6 +16,7 @@ import {
   type StreamAddress,
 } from "../log/layout.js";
 import { parseSize } from "../server/index.js";
+import { parseAuthFile } from "../server/auth.js";
 import type { SinkFormat } from "../sinks/index.js";
 
 export const DEFAULT_MEMCACHED = "127.0.0.1:11211";
@@ -25,6 +28,12 @@ const COMMON_OPTIONS = {
   memcached: { type: "string" },
   failover: { type: "boolean" },
   namespace: { type: "string" },
+  "memcached-auth-file": { type: "string" },
+  "memcached-tls": { type: "boolean" },
+  "memcached-tls-ca": { type: "string" },
+  "memcached-tls-cert": { type: "string" },
+  "memcached-tls-key": { type: "string" },
+  "memcached-tls-servername": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
 
@@ -45,6 +54,28 @@ export const COMMON_ROWS: HelpRow[] = [
   ["--memcached LIST", "servers, host:port[,host:port…]", `MEMIPC_MEMCACHED, else ${DEFAULT_MEMCACHED}`],
   ["--failover", "a dead server's keys go to the next one (else fail)", "MEMIPC_FAILOVER, else off"],
   ["--namespace NS", "key prefix", `MEMIPC_NAMESPACE, else ${DEFAULT_NAMESPACE}`],
+  [
+    "--memcached-auth-file F",
+    "log in as the first user:password line of F",
+    "MEMIPC_MEMCACHED_AUTH_FILE (or MEMIPC_MEMCACHED_AUTH=user:pass)",
+  ],
+  ["--memcached-tls", "connect with TLS", "MEMIPC_MEMCACHED_TLS, else off (on with any of the next four)"],
+  [
+    "--memcached-tls-ca F",
+    "PEM CA the servers' certificates are checked with",
+    "MEMIPC_MEMCACHED_TLS_CA, else system CAs",
+  ],
+  [
+    "--memcached-tls-cert F",
+    "PEM client certificate, with --memcached-tls-key",
+    "MEMIPC_MEMCACHED_TLS_CERT, else none",
+  ],
+  ["--memcached-tls-key F", "PEM key of the client certificate", "MEMIPC_MEMCACHED_TLS_KEY, else none"],
+  [
+    "--memcached-tls-servername N",
+    "name the certificates must carry",
+    "MEMIPC_MEMCACHED_TLS_SERVERNAME, else the host",
+  ],
 ];
 
 export const STREAM_ROWS: HelpRow[] = [
@@ -78,6 +109,20 @@ export interface Connection {
   namespace: string;
   /** On a pool, keys of a server marked dead go to the next server on the ring instead of failing. */
   failover: boolean;
+  /** Credentials sent on every connection (memcached's -Y authentication). */
+  auth?: ClientAuth | undefined;
+  /** TLS settings, when the servers speak TLS. */
+  tls?: ClientTls | undefined;
+}
+
+/** The flags that say how to reach the servers securely (see COMMON_OPTIONS). */
+export interface SecurityFlags {
+  "memcached-auth-file"?: string | undefined;
+  "memcached-tls"?: boolean | undefined;
+  "memcached-tls-ca"?: string | undefined;
+  "memcached-tls-cert"?: string | undefined;
+  "memcached-tls-key"?: string | undefined;
+  "memcached-tls-servername"?: string | undefined;
 }
 
 type Parsed<O extends Options> = ReturnType<
@@ -130,7 +175,11 @@ export function pick(
 
 /** `--memcached` and `--namespace`, checked: a bad address or name fails here, before anything connects. */
 export function connectionFrom(
-  values: { memcached?: string | undefined; namespace?: string | undefined; failover?: boolean | undefined },
+  values: {
+    memcached?: string | undefined;
+    namespace?: string | undefined;
+    failover?: boolean | undefined;
+  } & SecurityFlags,
   env: NodeJS.ProcessEnv,
 ): Connection {
   const [servers, serversFrom] = pick("--memcached", values.memcached, env, "MEMIPC_MEMCACHED") ?? [
@@ -151,7 +200,94 @@ export function connectionFrom(
   } catch (error) {
     throw new ConfigError(`${namespaceFrom}: ${(error as Error).message}`, { cause: error });
   }
-  return { servers, namespace, failover: values.failover === true || booleanEnv(env, "MEMIPC_FAILOVER") };
+  return {
+    servers,
+    namespace,
+    failover: values.failover === true || booleanEnv(env, "MEMIPC_FAILOVER"),
+    auth: credentialsFrom(values, env),
+    tls: tlsFrom(values, env),
+  };
+}
+
+/**
+ * The credentials to log in with: the first line of --memcached-auth-file or MEMIPC_MEMCACHED_AUTH_FILE (the
+ * server's own auth file will do), or MEMIPC_MEMCACHED_AUTH=user:password. Never a flag holding the password,
+ * which other users of the machine could read in the process list.
+ */
+export function credentialsFrom(values: SecurityFlags, env: NodeJS.ProcessEnv): ClientAuth | undefined {
+  const file = pick(
+    "--memcached-auth-file",
+    values["memcached-auth-file"],
+    env,
+    "MEMIPC_MEMCACHED_AUTH_FILE",
+  );
+  const inline = env.MEMIPC_MEMCACHED_AUTH || undefined;
+  if (file !== undefined && inline !== undefined && file[1] !== "--memcached-auth-file") {
+    throw new ConfigError(
+      "MEMIPC_MEMCACHED_AUTH_FILE and MEMIPC_MEMCACHED_AUTH are both set: keep one of them",
+    );
+  }
+  let auth: ClientAuth;
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file[0], "latin1");
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new ConfigError(
+        `${file[1]}: ${file[0]} cannot be read (${reason}): give a file holding user:password`,
+        {
+          cause: error,
+        },
+      );
+    }
+    const first = parseAuthFile(text, file[0])[0]!;
+    auth = { username: first.user, password: first.password };
+  } else if (inline !== undefined) {
+    const colon = inline.indexOf(":");
+    if (colon < 0) throw new ConfigError("MEMIPC_MEMCACHED_AUTH must be user:password");
+    auth = { username: inline.slice(0, colon), password: inline.slice(colon + 1) };
+  } else {
+    return undefined;
+  }
+  checkCredentials(auth);
+  return auth;
+}
+
+/** TLS settings from the --memcached-tls* flags and their variables; undefined for plain TCP. */
+export function tlsFrom(values: SecurityFlags, env: NodeJS.ProcessEnv): ClientTls | undefined {
+  const file = (flag: keyof SecurityFlags, name: string): Buffer | undefined => {
+    const given = pick(`--${flag}`, values[flag] as string | undefined, env, name);
+    if (given === undefined) return undefined;
+    try {
+      return readFileSync(given[0]);
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new ConfigError(`${given[1]}: ${given[0]} cannot be read (${reason}): give a PEM file`, {
+        cause: error,
+      });
+    }
+  };
+  const ca = file("memcached-tls-ca", "MEMIPC_MEMCACHED_TLS_CA");
+  const cert = file("memcached-tls-cert", "MEMIPC_MEMCACHED_TLS_CERT");
+  const key = file("memcached-tls-key", "MEMIPC_MEMCACHED_TLS_KEY");
+  const servername = pick(
+    "--memcached-tls-servername",
+    values["memcached-tls-servername"],
+    env,
+    "MEMIPC_MEMCACHED_TLS_SERVERNAME",
+  )?.[0];
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ConfigError(
+      "a client certificate needs its key: give --memcached-tls-cert and --memcached-tls-key",
+    );
+  }
+  const on =
+    values["memcached-tls"] === true ||
+    booleanEnv(env, "MEMIPC_MEMCACHED_TLS") ||
+    [ca, cert, key, servername].some((v) => v !== undefined);
+  if (!on) return undefined;
+  return { ca, cert, key, servername };
 }
 
 /** An on/off environment variable: true, 1, false, 0 or unset (off). */
@@ -246,7 +382,12 @@ export function formatFrom(text: string | undefined): SinkFormat {
 
 /** A client for the connection's servers. */
 export function connect(connection: Connection): Client {
-  return new Client({ servers: connection.servers, failover: connection.failover });
+  return new Client({
+    servers: connection.servers,
+    failover: connection.failover,
+    auth: connection.auth,
+    tls: connection.tls,
+  });
 }
 
 /** A whole number from `min` to `max`, or a ConfigError naming the flag. */

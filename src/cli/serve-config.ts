@@ -71,6 +71,62 @@ export const KEYS: readonly Key[] = [
     what: "embedded server: item memory",
   },
   {
+    name: "authFile",
+    kind: "string",
+    env: "MEMIPC_AUTH_FILE",
+    flag: "auth-file",
+    fallback: undefined,
+    what: "embedded server: user:password file (memcached -Y)",
+  },
+  {
+    name: "tlsCert",
+    kind: "string",
+    env: "MEMIPC_TLS_CERT",
+    flag: "tls-cert",
+    fallback: undefined,
+    what: "embedded server: PEM certificate (TLS on)",
+  },
+  {
+    name: "tlsKey",
+    kind: "string",
+    env: "MEMIPC_TLS_KEY",
+    flag: "tls-key",
+    fallback: undefined,
+    what: "embedded server: PEM private key",
+  },
+  {
+    name: "tlsCa",
+    kind: "string",
+    env: "MEMIPC_TLS_CA",
+    flag: "tls-ca",
+    fallback: undefined,
+    what: "embedded server: PEM CA clients must be signed by",
+  },
+  {
+    name: "memcachedAuthFile",
+    kind: "string",
+    env: "MEMIPC_MEMCACHED_AUTH_FILE",
+    flag: "memcached-auth-file",
+    fallback: undefined,
+    what: "existing servers: log in as the file's first user:password",
+  },
+  {
+    name: "memcachedTls",
+    kind: "boolean",
+    env: "MEMIPC_MEMCACHED_TLS",
+    flag: "memcached-tls",
+    fallback: false,
+    what: "existing servers: connect with TLS",
+  },
+  {
+    name: "memcachedTlsCa",
+    kind: "string",
+    env: "MEMIPC_MEMCACHED_TLS_CA",
+    flag: "memcached-tls-ca",
+    fallback: undefined,
+    what: "existing servers: PEM CA of their certificates (TLS on)",
+  },
+  {
     name: "failover",
     kind: "boolean",
     env: "MEMIPC_FAILOVER",
@@ -198,6 +254,13 @@ export const KEYS: readonly Key[] = [
 
 export interface ServeConfig {
   memcached: string | undefined;
+  authFile: string | undefined;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  tlsCa: string | undefined;
+  memcachedAuthFile: string | undefined;
+  memcachedTls: boolean;
+  memcachedTlsCa: string | undefined;
   failover: boolean;
   namespace: string;
   listen: string;
@@ -376,6 +439,24 @@ function check(c: ServeConfig, sources: Sources): void {
     throw new ConfigError(
       `${at("timeZone")}: "${c.timeZone}" is not a time zone: use an IANA name such as "Europe/Berlin"`,
     );
+  }
+  for (const name of ["authFile", "tlsCert", "tlsKey", "tlsCa"] as const) {
+    if (c.memcached !== undefined && c[name] !== undefined) {
+      throw new ConfigError(
+        `${at(name)} is for the embedded server, but ${at("memcached")} names existing servers: ` +
+          "for those, use memcachedAuthFile and memcachedTls*",
+      );
+    }
+  }
+  for (const name of ["memcachedAuthFile", "memcachedTlsCa"] as const) {
+    if (c.memcached === undefined && c[name] !== undefined) {
+      throw new ConfigError(
+        `${at(name)} is for existing servers (memcached), but none is named: for the embedded server use authFile and tls*`,
+      );
+    }
+  }
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
+    throw new ConfigError(`${at("tlsCert")} and ${at("tlsKey")}: give both, or neither`);
   }
   if (c.memcached !== undefined && sources.port !== "default") {
     throw new ConfigError(

@@ -16,7 +16,7 @@ import { openFileSink } from "../sinks/file-sink.js";
 import { dueReportDay, writeReportFiles } from "../sinks/report-files.js";
 import { StatsDb } from "../sinks/stats-db.js";
 import { Collector } from "../stats/collector.js";
-import { optionTable, stopSignal } from "./common.js";
+import { credentialsFrom, optionTable, stopSignal, tlsFrom } from "./common.js";
 import { daemonHealth, daemonMetrics } from "./serve-metrics.js";
 import {
   CONFIG_FILE,
@@ -100,15 +100,38 @@ export async function serve(
       host: config.listen,
       port: config.port,
       memoryLimit: parseSize(config.memory, "memory"),
+      authFile: config.authFile,
+      tlsCert: config.tlsCert,
+      tlsKey: config.tlsKey,
+      tlsCa: config.tlsCa,
     });
-    say(`embedded server on ${config.listen}:${server.port} (memory ${config.memory})`);
+    const secured = [config.authFile && "authentication", config.tlsCert && "TLS"].filter(Boolean).join(", ");
+    say(
+      `embedded server on ${config.listen}:${server.port} (memory ${config.memory}${secured ? `, ${secured}` : ""})`,
+    );
   } else {
     say(`using memcached ${config.memcached}`);
   }
-  // The daemon's own parts reach the embedded server on a listener of their own, which stays open while
-  // the public one closes at shutdown.
+  // The daemon's own parts reach the embedded server on a listener of their own (plain TCP on loopback),
+  // which stays open while the public one closes at shutdown; with an auth file they log in as its first
+  // user. Existing servers get the credentials and TLS settings given for them.
   const servers = config.memcached ?? `127.0.0.1:${await server!.listenInternal()}`;
-  const client = new Client({ servers, failover: config.failover });
+  const client = new Client({
+    servers,
+    failover: config.failover,
+    ...(config.memcached === undefined
+      ? { auth: credentialsFrom({ "memcached-auth-file": config.authFile }, {}) }
+      : {
+          auth: credentialsFrom(
+            { "memcached-auth-file": config.memcachedAuthFile },
+            { MEMIPC_MEMCACHED_AUTH: process.env.MEMIPC_MEMCACHED_AUTH },
+          ),
+          tls: tlsFrom(
+            { "memcached-tls": config.memcachedTls, "memcached-tls-ca": config.memcachedTlsCa },
+            {},
+          ),
+        }),
+  });
   const draining = new AbortController();
   const collecting = new AbortController();
   const running: Array<Promise<void>> = [];

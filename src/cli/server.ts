@@ -14,11 +14,18 @@ Options (flag, then environment variable, then default):
   --max-item-size SIZE   largest item         MEMIPC_MAX_ITEM_SIZE   1m
   --max-connections N    open connections     MEMIPC_MAX_CONNECTIONS 1024
   --idle-timeout SECS    close idle clients   MEMIPC_IDLE_TIMEOUT    0 (never)
+  -Y, --auth-file FILE   user:password lines  MEMIPC_AUTH_FILE       none (no authentication)
+  --tls-cert FILE        PEM certificate      MEMIPC_TLS_CERT        none (plain TCP)
+  --tls-key FILE         its PEM private key  MEMIPC_TLS_KEY         none
+  --tls-ca FILE          require client certs MEMIPC_TLS_CA          none (any client)
   -h, --help             this text
 
 SIZE is bytes or a number with k, m or g (64m, 512k).
 Binding anything but a loopback address exposes the cache to the network: memcached's
-protocol has no authentication by default, so firewall the port.
+protocol has no authentication by default, so firewall the port, or give an auth file.
+With --auth-file (memcached's -Y), a connection must first send a set whose data is
+"user password" (any key); everything before gets CLIENT_ERROR unauthenticated.
+SIGHUP reads the auth file again. Passwords travel in clear text unless TLS is on.
 `;
 
 function integer(text: string, what: string): number {
@@ -39,6 +46,10 @@ export function serverOptionsFrom(args: string[], env: NodeJS.ProcessEnv): Serve
         "max-item-size": { type: "string", short: "I" },
         "max-connections": { type: "string", short: "c" },
         "idle-timeout": { type: "string" },
+        "auth-file": { type: "string", short: "Y" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "tls-ca": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -66,6 +77,10 @@ export function serverOptionsFrom(args: string[], env: NodeJS.ProcessEnv): Serve
   if (maxConnections) options.maxConnections = integer(...maxConnections);
   const idle = pick("--idle-timeout", values["idle-timeout"], "MEMIPC_IDLE_TIMEOUT");
   if (idle) options.idleTimeout = integer(...idle);
+  options.authFile = pick("--auth-file", values["auth-file"], "MEMIPC_AUTH_FILE")?.[0];
+  options.tlsCert = pick("--tls-cert", values["tls-cert"], "MEMIPC_TLS_CERT")?.[0];
+  options.tlsKey = pick("--tls-key", values["tls-key"], "MEMIPC_TLS_KEY")?.[0];
+  options.tlsCa = pick("--tls-ca", values["tls-ca"], "MEMIPC_TLS_CA")?.[0];
   return options;
 }
 
@@ -93,11 +108,24 @@ export async function runServer(args: string[]): Promise<void> {
   process.stdout.write(
     `memipc server listening on ${server.host}:${server.port} ` +
       `(memory ${mb(options.memoryLimit)}, max item ${mb(options.maxItemSize)}, ` +
-      `max connections ${options.maxConnections})\n`,
+      `max connections ${options.maxConnections}` +
+      `${options.authFile === undefined ? "" : `, authentication: ${server.engine.credentials!.size} users`}` +
+      `${options.tlsCert === undefined ? "" : ", TLS"})\n`,
   );
+  // As memcached: SIGHUP reads the auth file again; if it cannot, the users loaded before stay.
+  const reload = () => {
+    try {
+      server.engine.reloadCredentials();
+      process.stdout.write(`memipc server: auth file reloaded, ${server.engine.credentials!.size} users\n`);
+    } catch (error) {
+      process.stderr.write(`memipc server: ${(error as Error).message}; the users loaded before stay\n`);
+    }
+  };
+  if (options.authFile !== undefined) process.on("SIGHUP", reload);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.stdout.write("memipc server stopping\n");
+      process.off("SIGHUP", reload);
       void server.close().then(resolve);
     };
     process.once("SIGINT", stop);

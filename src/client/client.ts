@@ -126,6 +126,25 @@ export function defaultClientOptions(): ClientOptions {
   };
 }
 
+/**
+ * Credentials must survive memcached's tokenizer, which splits the data block on spaces: anything else
+ * would be refused by the server after a round trip, so it is refused here, without echoing the password.
+ */
+export function checkCredentials(auth: { username: string; password: string }): void {
+  const bad = /[\s\x00-\x1f\x7f]/;
+  if (typeof auth.username !== "string" || auth.username === "" || bad.test(auth.username)) {
+    throw new ConfigError(
+      "auth.username must be a non-empty name without spaces or control characters, as in the server's auth file",
+    );
+  }
+  if (typeof auth.password !== "string" || auth.password === "" || bad.test(auth.password)) {
+    throw new ConfigError(
+      `the password of user ${JSON.stringify(auth.username)} is empty or holds a space or control character, ` +
+        "which memcached's authentication cannot carry: choose one without",
+    );
+  }
+}
+
 /** Parses "host:port[:weight]" lists; rejects anything else with a message saying what to write. */
 export function parseServers(servers: ClientOptions["servers"]): ServerAddress[] {
   const list = typeof servers === "string" ? servers.split(",") : servers;
@@ -166,6 +185,7 @@ export class Client {
       const value = this.options[name];
       if (!Number.isFinite(value) || value <= 0) throw new ConfigError(`${name} must be a positive number`);
     }
+    if (this.options.auth !== undefined) checkCredentials(this.options.auth);
     this.#connections = this.servers.map((server) => new ServerConnection(this.#connectionOptions(server)));
     this.#ring = this.servers.length > 1 ? new KetamaRing(this.servers) : undefined;
   }

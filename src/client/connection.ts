@@ -1,13 +1,16 @@
 // One pipelined connection to one memcached server: requests are written back to back (one socket write per
 // tick), replies are matched to them in order, and every failure becomes a typed error naming the server.
 import net from "node:net";
+import tls from "node:tls";
 import {
+  AuthenticationError,
   ConnectionClosedError,
   MemipcError,
   OverloadError,
   ProtocolError,
   ServerDeadError,
   TimeoutError,
+  TlsError,
 } from "../errors.js";
 import { ReplyParser, replyError, type RawValueReceiver, type ReplyFrame } from "../protocol/reply-parser.js";
 import type { Encoded } from "../protocol/request-encoder.js";
@@ -38,7 +41,40 @@ export interface ConnectionOptions {
   /** Consecutive failures after which the server is marked dead for `deadTime` ms. */
   failuresBeforeDead: number;
   deadTime: number;
+  /**
+   * Credentials sent on every new connection before any other request, as memcached's `-Y` authentication
+   * expects; unset: none are sent.
+   */
+  auth?: ClientAuth | undefined;
+  /** Connect with TLS (memcached's -Z, the embedded server's --tls-cert); unset: plain TCP. */
+  tls?: ClientTls | undefined;
 }
+
+/** A user of the server's auth file. Neither part may be empty or hold a space or control character. */
+export interface ClientAuth {
+  username: string;
+  password: string;
+}
+
+/** TLS settings; an empty object connects with TLS and trusts the system's certificate authorities. */
+export interface ClientTls {
+  /** PEM certificate(s) of the authority that signed the server's certificate (a self-signed one: itself). */
+  ca?: string | Buffer | undefined;
+  /** PEM client certificate and key, for servers that require one (--tls-ca). */
+  cert?: string | Buffer | undefined;
+  key?: string | Buffer | undefined;
+  /** The name the server's certificate must carry, when it is not the host connected to. */
+  servername?: string | undefined;
+  /** false accepts any certificate: encryption without knowing who is at the other end. Default true. */
+  rejectUnauthorized?: boolean | undefined;
+}
+
+/**
+ * The key of the authenticating `set`. A server with authentication ignores it; one without stores the
+ * credentials under it already expired (exptime -1), so they cannot be read back.
+ */
+const AUTH_KEY = "memipc:auth";
+const CRLF = Buffer.from("\r\n", "latin1");
 
 interface Pending {
   shape: ReplyShape;
@@ -54,7 +90,8 @@ interface Pending {
   reject(error: Error): void;
 }
 
-const State = { idle: 0, connecting: 1, open: 2, backoff: 3 } as const;
+/** `authenticating`: connected, credentials sent, other requests held back until they are accepted. */
+const State = { idle: 0, connecting: 1, open: 2, backoff: 3, authenticating: 4 } as const;
 type State = (typeof State)[keyof typeof State];
 
 export class ServerConnection {
@@ -173,14 +210,31 @@ export class ServerConnection {
 
   #connect(): void {
     this.#state = State.connecting;
-    const socket = net.connect({ host: this.options.host, port: this.options.port, noDelay: true });
+    const secure = this.options.tls;
+    const socket =
+      secure === undefined
+        ? net.connect({ host: this.options.host, port: this.options.port, noDelay: true })
+        : tls.connect({
+            host: this.options.host,
+            port: this.options.port,
+            ca: secure.ca,
+            cert: secure.cert,
+            key: secure.key,
+            rejectUnauthorized: secure.rejectUnauthorized ?? true,
+            ...(secure.servername === undefined ? {} : { servername: secure.servername }),
+          });
+    if (secure !== undefined) socket.setNoDelay(true);
     this.#socket = socket;
     this.#parser = new ReplyParser({ rawValues: this.#rawValues });
     socket.setTimeout(this.options.connectTimeout);
-    socket.once("connect", () => {
+    socket.once(secure === undefined ? "connect" : "secureConnect", () => {
       socket.setTimeout(0);
-      this.#state = State.open;
       this.#retryDelay = this.options.retryDelay;
+      if (this.options.auth !== undefined) {
+        this.#authenticate(socket, this.options.auth);
+        return;
+      }
+      this.#state = State.open;
       this.#scheduleWrite();
     });
     socket.once("timeout", () => {
@@ -192,6 +246,7 @@ export class ServerConnection {
       try {
         this.#parser.parse(chunk, this.#onFrame);
       } catch (error) {
+        if (this.#socket !== socket) return; // failed already (credentials refused)
         const cause =
           error instanceof ProtocolError ? error : new ProtocolError(String(error), { cause: error });
         this.#fail(
@@ -207,7 +262,13 @@ export class ServerConnection {
       const wrapped =
         error instanceof MemipcError
           ? error
-          : new ConnectionClosedError(`${this.name}: ${error.message}`, { cause: error });
+          : secure !== undefined && isTlsFailure(error)
+            ? new TlsError(
+                `${this.name}: TLS failed (${error.message}): check that the server speaks TLS, that the client ` +
+                  "trusts its certificate (tls.ca, --memcached-tls-ca) and that the certificate names this host",
+                { cause: error },
+              )
+            : new ConnectionClosedError(`${this.name}: ${error.message}`, { cause: error });
       this.#fail(wrapped, true);
     });
     socket.once("close", () => {
@@ -215,6 +276,53 @@ export class ServerConnection {
         this.#fail(new ConnectionClosedError(`${this.name} closed the connection`), true);
       }
     });
+  }
+
+  /**
+   * Sends the credentials as memcached's convention has it (a `set` whose data is `user password`) ahead of
+   * everything queued, which waits until the server answers STORED.
+   */
+  #authenticate(socket: net.Socket, auth: ClientAuth): void {
+    this.#state = State.authenticating;
+    const data = Buffer.from(`${auth.username} ${auth.password}`, "utf8");
+    const refused = (reason: string) =>
+      new AuthenticationError(
+        `${this.name} refused the credentials of user ${JSON.stringify(auth.username)} (${reason}): ` +
+          "check the user name and password against the server's auth file (memcached -Y, memipc --auth-file)",
+      );
+    this.#inflight.splice(this.#head, 0, {
+      shape: ReplyShape.single,
+      keys: undefined,
+      raw: undefined,
+      command: "authentication",
+      frames: [],
+      deadline: Date.now() + this.options.timeout,
+      resolve: (frames) => {
+        if (this.#socket !== socket) return;
+        const frame = frames[0];
+        if (frame?.kind !== "STORED") {
+          this.#fail(refused(`it answered ${frame?.kind ?? "nothing"}`), true);
+          return;
+        }
+        this.#state = State.open;
+        this.#scheduleWrite();
+      },
+      reject: (error) => {
+        // Errors from #fail itself (closed, timed out) need nothing more; a reply error is the refusal.
+        if (
+          this.#socket !== socket ||
+          error instanceof ConnectionClosedError ||
+          error instanceof TimeoutError
+        )
+          return;
+        const reason = error.message.replace(/^authentication to \S+: memcached answered (.*?):.*$/s, "$1");
+        this.#fail(refused(reason), true);
+      },
+    });
+    socket.write(
+      Buffer.concat([Buffer.from(`set ${AUTH_KEY} 0 -1 ${data.length}\r\n`, "latin1"), data, CRLF]),
+    );
+    this.#armTimeout();
   }
 
   #scheduleWrite(): void {
@@ -243,6 +351,22 @@ export class ServerConnection {
     }
     const kind = frame.kind;
     let done: boolean;
+    if (
+      kind === "CLIENT_ERROR" &&
+      this.#state !== State.authenticating &&
+      PREAUTH_ERRORS.has(frame.message)
+    ) {
+      // memcached answers a run of commands from an unauthenticated connection with one line, so the
+      // rest would wait for replies that never come: every waiting request fails now.
+      this.#fail(
+        new AuthenticationError(
+          `${this.name} requires authentication: give the client credentials ` +
+            "(the auth option, MEMIPC_MEMCACHED_AUTH or --memcached-auth-file)",
+        ),
+        true,
+      );
+      return;
+    }
     if (kind === "ERROR" || kind === "CLIENT_ERROR" || kind === "SERVER_ERROR") {
       // memcached answers a failed request with one error line, whatever its shape.
       done = pending.shape !== ReplyShape.untilMn;
@@ -359,6 +483,27 @@ export class ServerConnection {
     }, delay);
     this.#retryTimer.unref();
   }
+}
+
+/**
+ * What memcached answers an unauthenticated connection: the refusal, or (when a pipelined `set` was taken
+ * for a login) the verdict on its data.
+ */
+const PREAUTH_ERRORS = new Set([
+  "unauthenticated",
+  "bad authentication token format",
+  "authentication failure",
+]);
+
+/** TLS handshake and certificate failures, as Node reports them (OpenSSL reasons and X.509 checks). */
+function isTlsFailure(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code ?? "";
+  return (
+    code === "EPROTO" ||
+    code.startsWith("ERR_SSL_") ||
+    code.startsWith("ERR_TLS_") ||
+    /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(code)
+  );
 }
 
 /** The same kind of error, its message prefixed with the command it failed (each waiter gets its own). */

@@ -3,6 +3,7 @@ export {
   Client,
   defaultClientOptions,
   parseServers,
+  checkCredentials,
   type ClientOptions,
   type ServerAddress,
   type GetResult,
@@ -19,3 +20,4 @@ export {
   DEFAULT_DEAD_TIME,
   DEFAULT_MAX_VALUE_SIZE,
 } from "./client.js";
+export type { ClientAuth, ClientTls } from "./connection.js";

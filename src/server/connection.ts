@@ -2,12 +2,20 @@
 // read, and backpressure so a client that stops reading cannot make the server hold unbounded replies.
 import type { Socket } from "node:net";
 import { RequestParser, type RequestHandler } from "../protocol/request-parser.js";
+import type { GetRequest } from "../protocol/requests.js";
+import { AuthGate } from "./auth.js";
 import { After, type Engine, type Output } from "./engine.js";
 import type { Item } from "./store.js";
 
 const SLAB_SIZE = 64 * 1024; // bytes of reply text gathered before a new slab is taken
 const COPY_LIMIT = 16 * 1024; // values at least this large are written as they are, not copied
 const FLUSH_AT = 256 * 1024; // bytes of pending replies that trigger a write mid-read
+/**
+ * Bytes of values a multi-get gathers before they are written and the client's pace is checked. A client
+ * that reads nothing then holds one slice of its reply, not the whole of it (a 4 MiB get line can ask for
+ * a million copies of a 1 MiB item) nor values that were overwritten since.
+ */
+const GET_SLICE = 256 * 1024;
 
 /** Reply bytes gathered during one read, handed to the socket in as few writes as possible. */
 class ReplyBuffer implements Output {
@@ -113,10 +121,16 @@ export class Connection {
   readonly #handler: RequestHandler;
   #closing = false;
   #waitingForDrain = false;
+  /** A multi-get stopped between slices until the client takes what was sent: the request and its next key. */
+  #unfinishedGet: GetRequest | undefined;
+  #nextKey = 0;
+  /** Present until the connection has authenticated, when the server has an auth file. */
+  #gate: AuthGate | undefined;
 
   constructor(socket: Socket, engine: Engine) {
     this.socket = socket;
     this.#engine = engine;
+    if (engine.credentials !== undefined) this.#gate = new AuthGate((u, p) => engine.authenticate(u, p));
     this.#parser = new RequestParser({ maxItemSize: engine.options.maxItemSize });
     this.#handler = (request) => this.#onRequest(request);
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
@@ -125,12 +139,27 @@ export class Connection {
 
   /** Bytes this connection holds: unparsed input and unsent replies. */
   get buffered(): number {
-    return this.#parser.buffered + this.#out.size + this.socket.writableLength;
+    return (this.#gate?.buffered ?? 0) + this.#parser.buffered + this.#out.size + this.socket.writableLength;
   }
 
   #onData(chunk: Buffer): void {
     this.#engine.stats.bytesRead += chunk.length;
-    this.#parser.feed(chunk, this.#handler);
+    if (this.#gate !== undefined) {
+      const result = this.#gate.feed(chunk, this.#out);
+      if (result.kind === "close") {
+        this.#closing = true;
+        this.#out.discard();
+        this.socket.destroy();
+        return;
+      }
+      if (result.kind === "open") {
+        this.#gate = undefined;
+        chunk = result.rest;
+      } else {
+        chunk = Buffer.alloc(0);
+      }
+    }
+    if (chunk.length > 0) this.#parser.feed(chunk, this.#handler);
     if (this.#closing) return;
     dirty.add(this);
     if (!flushScheduled) {
@@ -155,6 +184,7 @@ export class Connection {
   }
 
   #onRequest(request: Parameters<RequestHandler>[0]): boolean {
+    if (request.kind === "get") return this.#get(request, 0);
     const after = this.#engine.execute(request, this.#out);
     if (after === After.close) {
       this.#closing = true;
@@ -175,10 +205,38 @@ export class Connection {
     return true;
   }
 
+  /**
+   * Runs a retrieval command a slice at a time: each slice is written, and when the client is not taking
+   * them the command waits for 'drain' and goes on from its next key. Returns false while it waits.
+   */
+  #get(request: GetRequest, from: number): boolean {
+    const keys = request.keys.length;
+    for (;;) {
+      from = this.#engine.get(request, this.#out, from, GET_SLICE);
+      if (from === keys) break;
+      this.#flush();
+      if (this.#holdIfBackedUp()) {
+        this.#unfinishedGet = request;
+        this.#nextKey = from;
+        return false;
+      }
+    }
+    if (this.#out.size >= FLUSH_AT) {
+      this.#flush();
+      if (this.#holdIfBackedUp()) return false;
+    }
+    return true;
+  }
+
   #onDrain(): void {
     if (!this.#waitingForDrain || this.#closing) return;
     this.#waitingForDrain = false;
     this.socket.resume();
+    const unfinished = this.#unfinishedGet;
+    if (unfinished !== undefined) {
+      this.#unfinishedGet = undefined;
+      if (!this.#get(unfinished, this.#nextKey)) return;
+    }
     this.#parser.resume(this.#handler);
     this.flushReplies();
   }

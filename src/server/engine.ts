@@ -11,6 +11,7 @@ import type {
   StorageCommand,
   StoreRequest,
 } from "../protocol/requests.js";
+import { loadCredentials, type Credentials } from "./auth.js";
 import { ItemBit, Store, type Item } from "./store.js";
 import { ServerStats } from "./stats.js";
 import type { ServerOptions } from "./options.js";
@@ -48,17 +49,36 @@ export class Engine {
   readonly stats: ServerStats;
   readonly options: ServerOptions;
   verbosity = 0;
+  /** The users of the auth file; while set, every connection authenticates before its first command. */
+  credentials: Credentials | undefined;
 
   constructor(options: ServerOptions, now: () => number) {
     this.options = options;
     this.store = new Store(options.memoryLimit, now);
     this.stats = new ServerStats(now);
+    this.credentials = options.authFile === undefined ? undefined : loadCredentials(options.authFile);
+  }
+
+  /**
+   * Reads the auth file again (memcached does on SIGHUP). When it cannot be read or is malformed, the users
+   * loaded before stay in force and the error is thrown for the caller to report.
+   */
+  reloadCredentials(): void {
+    if (this.options.authFile !== undefined) this.credentials = loadCredentials(this.options.authFile);
+  }
+
+  /** The authentication gate's check, counted as memcached counts it (auth_cmds, auth_errors). */
+  authenticate(user: Buffer, password: Buffer): boolean {
+    this.stats.authCmds++;
+    const ok = this.credentials?.check(user, password) ?? false;
+    if (!ok) this.stats.authErrors++;
+    return ok;
   }
 
   execute(request: Request, out: Output): After {
     switch (request.kind) {
       case "get":
-        this.#get(request, out);
+        this.get(request, out);
         return After.continue;
       case "store":
         this.#store(request, out);
@@ -150,14 +170,23 @@ export class Engine {
     }
   }
 
-  #get(request: GetRequest, out: Output): void {
+  /**
+   * Runs a retrieval command's keys from `from` on and returns the index of the first key not done, or the
+   * number of keys once `END` is written. It stops early, after at least `budget` bytes of values, so a
+   * connection can send a long multi-get a slice at a time and hold no more of its reply than a slice.
+   */
+  get(request: GetRequest, out: Output, from = 0, budget = Infinity): number {
     const withCas = request.command === "gets" || request.command === "gats";
     const touch = request.command === "gat" || request.command === "gats";
     const exptime = touch ? this.store.expiry(request.ttl) : 0;
     const stats = this.stats;
     // A key that was too long makes memcached drop what it had built and answer with an error only.
     const sink = request.keyTooLong ? undefined : out;
-    for (const key of request.keys) {
+    const keys = request.keys;
+    let written = 0;
+    for (let i = from; i < keys.length; i++) {
+      if (written >= budget) return i;
+      const key = keys[i]!;
       const item = this.store.get(key, true);
       if (touch) {
         stats.cmdTouch++;
@@ -178,8 +207,11 @@ export class Engine {
           sink.text(`VALUE ${item.key} ${item.flags} ${value.length} ${item.cas}\r\n`);
           sink.bytes(value);
           sink.text("\r\n");
+          written += value.length;
         } else {
-          sink.bytes(this.store.wireOf(item));
+          const wire = this.store.wireOf(item);
+          sink.bytes(wire);
+          written += wire.length;
         }
       }
     }
@@ -191,6 +223,7 @@ export class Engine {
       out.text("END\r\n");
       out.release();
     }
+    return keys.length;
   }
 
   #store(request: StoreRequest, out: Output): void {

@@ -24,6 +24,16 @@ export interface ServerOptions {
   idleTimeout: number;
   /** Version string reported by `version` and `stats`. */
   version: string;
+  /**
+   * A file of `user:password` lines (memcached's -Y): when set, every connection must authenticate with a
+   * `set` whose data is `user password` before anything else. Unset: no authentication, as memcached.
+   */
+  authFile?: string | undefined;
+  /** PEM certificate chain and private key files: when both are set, the server speaks TLS only. */
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  /** PEM CA file: with TLS, clients must present a certificate signed by it. */
+  tlsCa?: string | undefined;
 }
 
 export function defaultOptions(): ServerOptions {
@@ -57,6 +67,14 @@ export function resolveOptions(given: Partial<ServerOptions> = {}): ServerOption
   }
   if (!Number.isFinite(idleTimeout) || idleTimeout < 0) {
     throw new ConfigError(`idle timeout ${idleTimeout} must be 0 (never) or a number of seconds`);
+  }
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+    throw new ConfigError(
+      "TLS needs both a certificate and its private key: give --tls-cert and --tls-key, or neither",
+    );
+  }
+  if (options.tlsCa !== undefined && options.tlsCert === undefined) {
+    throw new ConfigError("--tls-ca checks client certificates over TLS: give --tls-cert and --tls-key too");
   }
   return options;
 }

@@ -1,6 +1,9 @@
 // The embedded memcached-compatible server: a TCP listener, its connections and one shared engine.
 import net from "node:net";
+import tls from "node:tls";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { ConfigError } from "../errors.js";
 import { Connection } from "./connection.js";
 import { Engine } from "./engine.js";
 import { resolveOptions, type ServerOptions } from "./options.js";
@@ -21,7 +24,11 @@ export class MemcachedServer {
   constructor(options: ServerOptions) {
     this.options = options;
     this.engine = new Engine(options, () => Math.floor(Date.now() / 1000));
-    this.#server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket, this.#connections));
+    const accept = (socket: net.Socket) => this.#accept(socket, this.#connections);
+    this.#server =
+      options.tlsCert === undefined
+        ? net.createServer({ noDelay: true }, accept)
+        : tlsServer(options, accept);
   }
 
   get host(): string {
@@ -104,6 +111,39 @@ export class MemcachedServer {
     ]);
     for (const connection of this.#internalConnections) connection.socket.destroy();
     await closed;
+  }
+}
+
+/** A TLS listener from the options' PEM files; a file that cannot be read or used is a ConfigError. */
+function tlsServer(options: ServerOptions, accept: (socket: net.Socket) => void): tls.Server {
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new ConfigError(`TLS ${what} ${file} cannot be read (${reason}): give a readable PEM file`, {
+        cause: error,
+      });
+    }
+  };
+  const verify = options.tlsCa !== undefined;
+  try {
+    return tls.createServer(
+      {
+        cert: read(options.tlsCert!, "certificate"),
+        key: read(options.tlsKey!, "key"),
+        ...(verify ? { ca: read(options.tlsCa!, "CA"), requestCert: true, rejectUnauthorized: true } : {}),
+        noDelay: true,
+      },
+      accept,
+    );
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(
+      `TLS certificate ${options.tlsCert} and key ${options.tlsKey} cannot be used (${(error as Error).message}): ` +
+        "give a PEM certificate and the private key that belongs to it",
+      { cause: error },
+    );
   }
 }
 
