@@ -4,6 +4,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "../../src/client/index.js";
+import { Drainer } from "../../src/log/drainer.js";
+import { openFileSink } from "../../src/sinks/index.js";
+import { waitFor } from "./wait.js";
 import { entryKey, headKey, partitionAddress, splitHead, type StreamAddress } from "../../src/log/layout.js";
 
 export interface EntryLine {
@@ -315,4 +318,23 @@ export function keyRanges(keys: readonly string[]): string[] {
     end = at;
   }
   return ranges;
+}
+
+/** Runs a drainer of `stream` (no lease) into `dir` until it has caught up, then returns what it wrote. */
+export async function drainToFiles(client: Client, stream: string, dir: string): Promise<LogLine[]> {
+  const drainer = new Drainer(client, {
+    stream,
+    lease: false,
+    pollEvery: 10,
+    openSink: () => openFileSink(dir, { stream }),
+  });
+  const controller = new AbortController();
+  const done = drainer.run(controller.signal);
+  try {
+    await waitFor(() => drainer.caughtUp(), `the drainer of ${stream} to catch up`);
+  } finally {
+    controller.abort();
+    await done;
+  }
+  return readLog(dir, stream);
 }

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { Client } from "../../src/client/index.js";
 import { ConfigError, InputError } from "../../src/errors.js";
 import { Drainer } from "../../src/log/drainer.js";
@@ -16,8 +16,8 @@ import { LogProducer, type Appended } from "../../src/log/producer.js";
 import { startServer } from "../../src/server/index.js";
 import { openFileSink } from "../../src/sinks/index.js";
 import { readLog } from "../helpers/log-files.js";
-import { memcachedAvailable, requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
-import { ALL_TARGETS, type RunningServer } from "../helpers/targets.js";
+import { requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
+import { ALL_TARGETS, useTarget } from "../helpers/targets.js";
 import { waitFor } from "../helpers/wait.js";
 
 const HOLE_TIMEOUT_MS = 120_000; // longer than any wait here: a drainer that waited out a hole would fail
@@ -40,20 +40,11 @@ async function refused(promise: Promise<unknown>, pattern: RegExp): Promise<void
 
 for (const target of ALL_TARGETS) {
   describe(`log producer limits (${target.name})`, () => {
-    let server: RunningServer | undefined;
-    let client: Client;
-
-    before(async () => {
-      server = target.real && !memcachedAvailable() ? undefined : await target.start();
-      if (server) client = new Client({ servers: server.servers });
-    });
-    after(async () => {
-      client?.close();
-      await server?.stop();
-    });
+    const use = useTarget(target);
 
     it("producer: too large, not UTF-8 or a lone surrogate is refused with InputError before a number is taken", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       const address = streamAddress({ stream: stream() });
       const producer = new LogProducer(client, { stream: address.stream, node: "web-1" });
       const first = await producer.append("before");
@@ -86,7 +77,8 @@ for (const target of ALL_TARGETS) {
     });
 
     it("producer: the seed layout refuses a lone surrogate before Counter moves; bad stream names are refused at once", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       const id = randomBytes(4).toString("hex");
       const seed = { counter: `Counter-${id}`, process: `Process-${id}`, entryPrefix: `logentry-${id}-` };
       const producer = new LogProducer(client, { layout: Layout.seed, seed });

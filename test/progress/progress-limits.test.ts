@@ -3,12 +3,11 @@
 // smaller one. Run against the embedded server, real memcached and a pool.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
-import { Client } from "../../src/client/index.js";
+import { describe, it } from "node:test";
 import { InputError } from "../../src/errors.js";
 import { MAX_LABEL, MAX_MESSAGE, Progress } from "../../src/progress/progress.js";
-import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
-import { ALL_TARGETS, type RunningServer } from "../helpers/targets.js";
+import { requireMemcached } from "../helpers/real-memcached.js";
+import { ALL_TARGETS, useTarget } from "../helpers/targets.js";
 
 function inputError(pattern: RegExp): (error: unknown) => true {
   return (error) => {
@@ -20,20 +19,11 @@ function inputError(pattern: RegExp): (error: unknown) => true {
 
 for (const target of ALL_TARGETS) {
   describe(`progress limits (${target.name})`, () => {
-    let server: RunningServer | undefined;
-    let client: Client;
-
-    before(async () => {
-      server = target.real && !memcachedAvailable() ? undefined : await target.start();
-      if (server) client = new Client({ servers: server.servers });
-    });
-    after(async () => {
-      client?.close();
-      await server?.stop();
-    });
+    const use = useTarget(target);
 
     it("progress: bad labels, ids, messages and results get InputError and write nothing", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       const progress = new Progress(client, {
         namespace: "pr" + randomBytes(4).toString("hex"),
         throttle: 0,

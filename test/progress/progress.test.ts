@@ -3,13 +3,12 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { after, before, describe, it } from "node:test";
-import { Client } from "../../src/client/index.js";
+import { describe, it } from "node:test";
 import { ConfigError } from "../../src/errors.js";
 import { jobKey } from "../../src/progress/layout.js";
 import { Progress, type JobView } from "../../src/progress/progress.js";
-import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
-import { ALL_TARGETS, type RunningServer } from "../helpers/targets.js";
+import { requireMemcached } from "../helpers/real-memcached.js";
+import { ALL_TARGETS, statTotal, useTarget } from "../helpers/targets.js";
 
 function namespace(): string {
   return "pg" + randomBytes(4).toString("hex");
@@ -17,30 +16,14 @@ function namespace(): string {
 
 for (const target of ALL_TARGETS) {
   describe(`progress (${target.name})`, () => {
-    let server: RunningServer | undefined;
-    let client: Client;
-
-    before(async () => {
-      server = target.real && !memcachedAvailable() ? undefined : await target.start();
-      if (server) client = new Client({ servers: server.servers });
-    });
-    after(async () => {
-      client?.close();
-      await server?.stop();
-    });
-
-    /** `set` commands the server (all of the pool's servers) carried out. */
-    async function sets(): Promise<number> {
-      let total = 0;
-      for (const stats of (await client.stats()).values()) total += Number(stats.get("cmd_set"));
-      return total;
-    }
+    const use = useTarget(target);
 
     it("progress: 100,000 ticks write at most duration / throttle + 2 times, and the final state is exact", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       const progress = new Progress(client, { namespace: namespace(), throttle: 100 });
       const job = await progress.start("tight loop", { total: 100_000 });
-      const before = await sets();
+      const before = await statTotal(client, "cmd_set");
       const began = Date.now();
       for (let round = 0; round < 100; round++) {
         for (let i = 0; i < 1000; i++) job.tick();
@@ -48,7 +31,7 @@ for (const target of ALL_TARGETS) {
       }
       await job.done({ rows: 100_000 });
       const duration = Date.now() - began;
-      const writes = (await sets()) - before;
+      const writes = (await statTotal(client, "cmd_set")) - before;
       assert.ok(writes <= Math.floor(duration / 100) + 2, `${writes} writes in ${duration} ms`);
       assert.ok(writes >= 2, "it wrote while running, not only at the end");
       const final = (await progress.get(job.id))!;
@@ -58,7 +41,8 @@ for (const target of ALL_TARGETS) {
     });
 
     it("progress: a reader's cancel is seen by the job, which ends as cancelled; watch ends with it", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       const progress = new Progress(client, {
         namespace: namespace(),
         throttle: 50,
@@ -87,7 +71,8 @@ for (const target of ALL_TARGETS) {
     });
 
     it("progress: a running job without heartbeats shows as stalled; a finished one does not", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       let now = Date.now();
       const ns = namespace();
       const writer = new Progress(client, {
@@ -106,7 +91,8 @@ for (const target of ALL_TARGETS) {
     });
 
     it("progress: list shows the jobs started, newest first, with ETA and rate; ids are checked", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       let now = Date.now();
       const progress = new Progress(client, { namespace: namespace(), clock: () => now, throttle: 0 });
       const a = await progress.start("first", { id: "job-a", total: 100 });

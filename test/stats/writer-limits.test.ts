@@ -3,12 +3,11 @@
 // against the embedded server, real memcached and a pool.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
-import { Client } from "../../src/client/index.js";
+import { describe, it } from "node:test";
 import { InputError } from "../../src/errors.js";
 import { StatsWriter } from "../../src/stats/writer.js";
-import { memcachedAvailable, requireMemcached } from "../helpers/real-memcached.js";
-import { ALL_TARGETS, type RunningServer } from "../helpers/targets.js";
+import { requireMemcached } from "../helpers/real-memcached.js";
+import { ALL_TARGETS, statTotal, useTarget } from "../helpers/targets.js";
 
 const BAD_NAMES = [
   "",
@@ -23,29 +22,13 @@ const BAD_NAMES = [
 
 for (const target of ALL_TARGETS) {
   describe(`stats writer limits (${target.name})`, () => {
-    let server: RunningServer | undefined;
-    let client: Client;
-
-    before(async () => {
-      server = target.real && !memcachedAvailable() ? undefined : await target.start();
-      if (server) client = new Client({ servers: server.servers });
-    });
-    after(async () => {
-      client?.close();
-      await server?.stop();
-    });
-
-    /** Items stored on all the servers: what a refused call must leave unchanged. */
-    async function items(): Promise<number> {
-      let total = 0;
-      for (const stats of (await client.stats()).values()) total += Number(stats.get("curr_items") ?? NaN);
-      return total;
-    }
+    const use = useTarget(target);
 
     it("stats: bad names and amounts get InputError before anything is written", async (t) => {
-      if (!server) return void requireMemcached(t);
+      if (!use.server) return void requireMemcached(t);
+      const client = use.client;
       const writer = new StatsWriter(client, { namespace: "st" + randomBytes(4).toString("hex") });
-      const before = await items();
+      const before = await statTotal(client, "curr_items");
       const calls: Array<[string, () => Promise<void>, RegExp]> = [];
       for (const name of BAD_NAMES) {
         const shown = JSON.stringify(name).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -67,10 +50,10 @@ for (const target of ALL_TARGETS) {
           return true;
         });
       }
-      assert.equal(await items(), before, "no item was written");
+      assert.equal(await statTotal(client, "curr_items"), before, "no item was written");
       // The same writer still counts: the count of items does show a write.
       await writer.incr("accounts.created");
-      assert.ok((await items()) > before);
+      assert.ok((await statTotal(client, "curr_items")) > before);
     });
   });
 }
