@@ -11,6 +11,7 @@ import { dashboardRoutes } from "../http/dashboard/index.js";
 import type { LogDrainer } from "../log/drainer.js";
 import { createDrainer } from "../log/partitioned-drainer.js";
 import { Progress } from "../progress/index.js";
+import { paceCollections } from "../server/collector.js";
 import { startServer, parseSize, type MemcachedServer } from "../server/index.js";
 import { openFileSink } from "../sinks/file-sink.js";
 import { dueReportDay, writeReportFiles } from "../sinks/report-files.js";
@@ -105,6 +106,8 @@ export async function serve(
       tlsKey: config.tlsKey,
       tlsCa: config.tlsCa,
     });
+    // The embedded server's items are most of what this process holds: keep it near the memory limit.
+    paceCollections(server);
     const secured = [config.authFile && "authentication", config.tlsCert && "TLS"].filter(Boolean).join(", ");
     say(
       `embedded server on ${config.listen}:${server.port} (memory ${config.memory}${secured ? `, ${secured}` : ""})`,

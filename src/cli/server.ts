@@ -1,6 +1,7 @@
 // `memipc server`: the embedded server alone, in the foreground, until SIGINT or SIGTERM.
 import { parseArgs } from "node:util";
 import { ConfigError } from "../errors.js";
+import { paceCollections } from "../server/collector.js";
 import { defaultOptions, parseSize, startServer, type ServerOptions } from "../server/index.js";
 
 export const SERVER_HELP = `Usage: memipc server [options]
@@ -104,6 +105,8 @@ export async function runServer(args: string[]): Promise<void> {
     }
     throw error;
   }
+  // The store is most of what this process holds, so full collections may be paced to keep near --memory.
+  paceCollections(server);
   const mb = (n: number) => `${Math.round((n / 1024 / 1024) * 10) / 10}m`;
   process.stdout.write(
     `memipc server listening on ${server.host}:${server.port} ` +

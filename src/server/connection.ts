@@ -160,6 +160,7 @@ export class Connection {
       }
     }
     if (chunk.length > 0) this.#parser.feed(chunk, this.#handler);
+    this.#engine.collector?.check();
     if (this.#closing) return;
     dirty.add(this);
     if (!flushScheduled) {

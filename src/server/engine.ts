@@ -12,7 +12,8 @@ import type {
   StoreRequest,
 } from "../protocol/requests.js";
 import { loadCredentials, type Credentials } from "./auth.js";
-import { ItemBit, Store, type Item } from "./store.js";
+import type { Collector } from "./collector.js";
+import { ItemBit, Store, valueBytes, type Item } from "./store.js";
 import { ServerStats } from "./stats.js";
 import type { ServerOptions } from "./options.js";
 
@@ -51,6 +52,8 @@ export class Engine {
   verbosity = 0;
   /** The users of the auth file; while set, every connection authenticates before its first command. */
   credentials: Credentials | undefined;
+  /** Paces full garbage collections by the garbage made, when the hosting process allows it. */
+  collector: Collector | undefined;
 
   constructor(options: ServerOptions, now: () => number) {
     this.options = options;
@@ -202,14 +205,18 @@ export class Engine {
         else stats.getMisses++;
       }
       if (item && sink) {
-        if (withCas) {
-          const value = item.value;
+        const value = item.value;
+        if (typeof value === "string") {
+          const cas = withCas ? ` ${item.cas}` : "";
+          sink.text(`VALUE ${item.key} ${item.flags} ${value.length}${cas}\r\n${value}\r\n`);
+          written += value.length;
+        } else if (withCas) {
           sink.text(`VALUE ${item.key} ${item.flags} ${value.length} ${item.cas}\r\n`);
           sink.bytes(value);
           sink.text("\r\n");
           written += value.length;
         } else {
-          const wire = this.store.wireOf(item);
+          const wire = this.store.wireOf(item as Item & { value: Buffer });
           sink.bytes(wire);
           written += wire.length;
         }
@@ -284,9 +291,11 @@ export class Engine {
       case "prepend": {
         if (casMatch !== "none" && casMatch !== "match") return "EXISTS";
         const value =
-          command === "append"
-            ? Buffer.concat([old.value, item.value])
-            : Buffer.concat([item.value, old.value]);
+          typeof old.value === "string" && typeof item.value === "string"
+            ? command === "append"
+              ? old.value + item.value
+              : item.value + old.value
+            : joinValues(command === "append" ? [old.value, item.value] : [item.value, old.value]);
         const combined = store.newItem(old.key, value, old.flags, old.exptime);
         if (!this.#fits(combined)) return "NOT_STORED";
         store.link(combined);
@@ -332,7 +341,7 @@ export class Engine {
     if (!item) return "NOT_FOUND";
     if (item.value.length === 0) return "CLIENT_ERROR cannot increment or decrement non-numeric value";
     if (cas !== 0n && BigInt(item.cas) !== cas) return "EXISTS";
-    const current = parseStoredU64(item.value);
+    const current = parseStoredU64(valueBytes(item.value));
     if (current === undefined) return "CLIENT_ERROR cannot increment or decrement non-numeric value";
     let next: bigint;
     if (incr) {
@@ -458,7 +467,9 @@ export class Engine {
     }
     out.text(line + "\r\n");
     if (flags.returnValue) {
-      out.bytes(item.value);
+      const value = item.value;
+      if (typeof value === "string") out.text(value);
+      else out.bytes(value);
       out.text("\r\n");
     }
   }
@@ -631,6 +642,17 @@ export class Engine {
     const reply = adminReply(tokens);
     if (reply !== undefined && !noreply) out.text(reply + "\r\n");
   }
+}
+
+/** Two values end to end in one buffer of the joined size, allocated once. */
+function joinValues(parts: [Buffer | string, Buffer | string]): Buffer {
+  const [first, second] = parts;
+  const joined = Buffer.allocUnsafeSlow(first.length + second.length);
+  if (typeof first === "string") joined.write(first, 0, "latin1");
+  else first.copy(joined, 0);
+  if (typeof second === "string") joined.write(second, first.length, "latin1");
+  else second.copy(joined, first.length);
+  return joined;
 }
 
 function metaKey(key: string, binary: boolean): string {

@@ -11,7 +11,11 @@ export const ItemBit = {
 
 export interface Item {
   key: string;
-  value: Buffer;
+  /**
+   * The value's bytes: a latin1 string (one character per byte) when shorter than SMALL_VALUE, else a buffer
+   * of its own. See storedValue.
+   */
+  value: Buffer | string;
   flags: number;
   /** Unix second at which the item is gone; 0 never. */
   exptime: number;
@@ -24,8 +28,8 @@ export interface Item {
   /** Replies not yet sent that hold this item (memcached's extra references). */
   refs: number;
   /**
-   * The whole reply to `get` for this item ("VALUE key flags bytes\r\n", the value, "\r\n"), built on the
-   * first get and kept, so a hit costs one copy; `value` then points into it.
+   * The whole reply to `get` for an item with a buffer value ("VALUE key flags bytes\r\n", the value,
+   * "\r\n"), built on the first get and kept, so a hit costs one copy; `value` then points into it.
    */
   wire: Buffer | undefined;
   /** Neighbours in LRU order: `prev` is colder, `next` warmer. */
@@ -37,11 +41,41 @@ const REALTIME_MAXDELTA = 60 * 60 * 24 * 30; // seconds: larger TTLs are unix ti
 const ITEM_HEADER = 48 + 8; // bytes memcached spends per item on its header and CAS
 /**
  * Bytes an item costs this process beyond memcached's count (measured on Node 20, 64-bit: 300 to 550 bytes):
- * the Item object, one or two Buffer views of its value, the key string and its Map entry. Charged against
+ * the Item object, its value's string or Buffer view, the key string and its Map entry. Charged against
  * the memory limit so that many tiny items cannot hold several times the limit, as memcached charges its
  * item headers.
  */
 export const ITEM_OVERHEAD = 512;
+/** Bytes of heap an item's objects take once it is gone (the Item, its buffer views, the key string). */
+const ITEM_HEAP = 300;
+
+/**
+ * Values shorter than this (bytes) are kept as latin1 strings. A small buffer is a heap object of about 100
+ * bytes that also keeps alive the 8 KiB pool slab it was cut from (and with it every dead value in that
+ * slab); a string costs its length plus 16 bytes, lives in V8's heap and moves when the heap is compacted.
+ * Larger values stay buffers outside the heap, so V8's heap does not grow with the memory limit.
+ */
+export const SMALL_VALUE = 256;
+/** Values up to this many bytes may come from Node's shared 8 KiB pool (Buffer.poolSize >>> 1). */
+const POOLED_MAX = 4096;
+
+/**
+ * A value as the store keeps it: small values as strings, others in storage of their own, never as a view
+ * into a shared pool slab or a network chunk that would keep more memory alive than the value needs.
+ */
+export function storedValue(value: Buffer | string): Buffer | string {
+  if (typeof value === "string") return value.length < SMALL_VALUE ? value : Buffer.from(value, "latin1");
+  if (value.length < SMALL_VALUE) return value.toString("latin1");
+  if (value.length >= POOLED_MAX || value.buffer.byteLength === value.length) return value;
+  const own = Buffer.allocUnsafeSlow(value.length);
+  value.copy(own);
+  return own;
+}
+
+/** A value's bytes as a buffer (a new one for a small value). */
+export function valueBytes(value: Buffer | string): Buffer {
+  return typeof value === "string" ? Buffer.from(value, "latin1") : value;
+}
 
 /** Bytes an item costs, counted as memcached's ITEM_ntotal does (the item size limit applies to this). */
 export function itemSize(keyLength: number, flags: number, valueLength: number): number {
@@ -76,6 +110,8 @@ export class Store {
   #oldestLive = 0;
   #oldestCas = 0;
   #crawler: MapIterator<Item> | undefined;
+  /** Bytes of items let go since the start (values, built replies, item objects): garbage to collect. */
+  released = 0;
   memoryLimit: number;
   /** Seconds since the epoch, as the server's clock ticks them. */
   readonly now: () => number;
@@ -167,8 +203,8 @@ export class Store {
     item.time = this.now();
   }
 
-  /** The item's reply to `get`, built once. */
-  wireOf(item: Item): Buffer {
+  /** The reply to `get` for an item with a buffer value, built once. */
+  wireOf(item: Item & { value: Buffer }): Buffer {
     if (item.wire !== undefined) return item.wire;
     const value = item.value;
     const header = `VALUE ${item.key} ${item.flags} ${value.length}\r\n`;
@@ -182,10 +218,10 @@ export class Store {
     return wire;
   }
 
-  newItem(key: string, value: Buffer, flags: number, exptime: number): Item {
+  newItem(key: string, value: Buffer | string, flags: number, exptime: number): Item {
     return {
       key,
-      value,
+      value: storedValue(value),
       flags,
       exptime,
       cas: 0,
@@ -220,6 +256,7 @@ export class Store {
     this.#items.delete(item.key);
     this.#detach(item);
     this.#bytes -= charge(item);
+    this.released += (item.wire ?? item.value).length + ITEM_HEAP;
   }
 
   /** Puts an item at the warm end of the LRU list. */
@@ -241,8 +278,9 @@ export class Store {
   }
 
   /** Changes an item's value where it stands (incr/decr that fit), keeping its place and TTL. */
-  rewrite(item: Item, value: Buffer): void {
-    item.value = value;
+  rewrite(item: Item, value: Buffer | string): void {
+    this.released += (item.wire ?? item.value).length;
+    item.value = storedValue(value);
     item.wire = undefined;
     item.cas = this.nextCas();
     item.time = this.now();
