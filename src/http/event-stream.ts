@@ -26,7 +26,10 @@ export function eventWriter(
   end: () => void,
 ): (text: string) => void {
   return (text) => {
-    if (ended() || response.destroyed) return;
+    if (ended()) return;
+    // A response closed before its stream was set up never emits the close that would have ended it: end
+    // here, or its heartbeat would run (and keep the process alive) forever.
+    if (response.destroyed) return end();
     response.write(text);
     if (response.writableLength > MAX_BUFFERED) {
       response.destroy();
@@ -133,6 +136,7 @@ export function serveEventStream(
     });
     // The response's close, not the request's: a request closes once its (empty) body has been read.
     response.once("close", end);
+    if (response.destroyed) end();
   });
 }
 

@@ -413,7 +413,9 @@ export class Job {
       this.#writing = undefined;
     });
     await this.#writing;
-    if (this.#dirty && !this.#ended) this.#changed();
+    // After a failed write the next change or heartbeat tries again: retrying at once would spin as fast as
+    // the failures come (with no throttle, forever, once the client is closed).
+    if (this.#dirty && !this.#ended && this.#lastError === undefined) this.#changed();
   }
 
   async #write(): Promise<void> {

@@ -83,9 +83,23 @@ describe("partitioned log on a pool of three memcached", () => {
     }
   });
 
+  /**
+   * A namespace and stream whose partitions' counters live on more than one server, so appends spread over
+   * the pool (a random name puts all four on one server once in 27).
+   */
   function setup() {
-    const namespace = `pool-${randomBytes(4).toString("hex")}`;
-    const stream = `s${randomBytes(4).toString("hex")}`;
+    const ring = new KetamaRing(servers.map((server) => ({ host: "127.0.0.1", port: server.port })));
+    let namespace = "";
+    let stream = "";
+    for (let tries = 0; tries < 100; tries++) {
+      namespace = `pool-${randomBytes(4).toString("hex")}`;
+      stream = `s${randomBytes(4).toString("hex")}`;
+      const address = streamAddress({ namespace, stream });
+      const heads = new Set(
+        Array.from({ length: PARTITIONS }, (_, p) => ring.serverFor(headKey(partitionAddress(address, p)))),
+      );
+      if (heads.size > 1) break;
+    }
     const base = mkdtempSync(join(tmpdir(), "memipc-pool-"));
     bases.push(base);
     const dir = join(base, "out");
@@ -139,13 +153,6 @@ describe("partitioned log on a pool of three memcached", () => {
         assert.deepEqual(producerOrderProblems(check.entries), []);
         const used = new Set(check.entries.map((e) => e.part));
         assert.deepEqual([...used].sort(), [0, 1, 2, 3], "every partition used");
-        // The four counters live on more than one server: appends spread over the pool.
-        const ring = new KetamaRing(ports.map((port) => ({ host: "127.0.0.1", port })));
-        const address = streamAddress({ namespace, stream });
-        const heads = new Set(
-          Array.from({ length: PARTITIONS }, (_, p) => ring.serverFor(headKey(partitionAddress(address, p)))),
-        );
-        assert.ok(heads.size > 1, "the partitions' counters are on several servers");
       } finally {
         await stopAll(workers as WorkerProcess<ProducerLine>[]);
       }

@@ -4,9 +4,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
+import { Client } from "../../src/client/index.js";
 import { ConfigError } from "../../src/errors.js";
 import { jobKey } from "../../src/progress/layout.js";
 import { Progress, type JobView } from "../../src/progress/progress.js";
+import { startServer } from "../../src/server/index.js";
 import { requireMemcached } from "../helpers/real-memcached.js";
 import { ALL_TARGETS, statTotal, useTarget } from "../helpers/targets.js";
 
@@ -127,3 +129,36 @@ for (const target of ALL_TARGETS) {
     });
   });
 }
+
+describe("progress writes that fail", () => {
+  // A retry loop never yields to timers, so without the fix this test ends only by its timeout.
+  it(
+    "progress: a write that fails is tried again at the next change or heartbeat, not at once in a loop",
+    { timeout: 10_000 },
+    async () => {
+      const server = await startServer({ port: 0 });
+      const client = new Client({ servers: `127.0.0.1:${server.port}` });
+      try {
+        const progress = new Progress(client, {
+          namespace: namespace(),
+          throttle: 0,
+          heartbeat: 60_000,
+          stallAfter: 120_000,
+        });
+        const job = await progress.start("unreachable later", { total: 10 });
+        const started = job.writes;
+        client.close(); // every write from now on fails at once
+        job.update({ done: 1 });
+        await sleep(200);
+        assert.ok(job.lastError !== undefined, "the write failed");
+        assert.equal(job.writes - started, 1, "one write for one change, however fast failures come");
+        job.update({ done: 2 });
+        await sleep(50);
+        assert.equal(job.writes - started, 2, "the next change tried again");
+      } finally {
+        client.close();
+        await server.close();
+      }
+    },
+  );
+});
