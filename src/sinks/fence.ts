@@ -64,7 +64,7 @@ export class FileFence {
         );
         this.#read = this.#db.prepare<[], { token: number }>("SELECT token FROM fence WHERE id = 1");
       }
-      token = this.#bump.get()!.token;
+      token = this.#storage("take a token in", () => this.#bump!.get()!.token);
       return work();
     }, true);
     // Only once committed: a failed take leaves the stored token as it was.
@@ -75,7 +75,7 @@ export class FileFence {
   /** Runs `work` under the lock if this holder's token is still the stored one; else FencedError. */
   async guard<T>(work: () => Promise<T>): Promise<T> {
     return this.#underLock(async () => {
-      const stored = this.#read?.get()?.token;
+      const stored = this.#storage("read", () => this.#read?.get()?.token);
       if (this.#token === undefined || stored !== this.#token) {
         throw new FencedError(
           `file sink: another drainer took over ${this.path} (its token ${stored ?? "none"}, ours ` +
@@ -88,6 +88,28 @@ export class FileFence {
 
   close(): void {
     if (this.#db.open) this.#db.close();
+  }
+
+  /**
+   * Runs one of the fence's own statements; SQLite's errors become a SinkError saying what to do. A full disk
+   * or a file size limit shows here as SQLite's "disk I/O error" (its journal cannot grow), not as an errno.
+   */
+  #storage<T>(what: string, statement: () => T): T {
+    try {
+      return statement();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      const full = typeof code === "string" && (code.startsWith("SQLITE_IOERR") || code === "SQLITE_FULL");
+      throw new SinkError(
+        `file sink: could not ${what} the fence ${this.path} (${(error as Error).message}): ` +
+          (full
+            ? "the disk may be full or this process's file size limit (ulimit -f) reached: free space or raise " +
+              "the limit"
+            : "check the output folder") +
+          "; the cursor did not move",
+        { cause: error, file: this.path },
+      );
+    }
   }
 
   /** Runs `work` in an exclusive transaction; `wrote`: the transaction changed the fence (take). */

@@ -79,7 +79,9 @@ test(
       "the overview to warn of the failing writes",
     );
     const shown = await overview();
-    assert.match(drainerWarning(shown)!, /EFBIG/);
+    // The log file's write fails with EFBIG; the fence's SQLite journal, when the drainer retries, with
+    // SQLite's "disk I/O error". Either way the warning says what to do.
+    assert.match(drainerWarning(shown)!, /EFBIG|disk I\/O error/);
     assert.match(drainerWarning(shown)!, /file size limit \(ulimit -f\).*raise the limit/);
     assert.match(drainerWarning(shown)!, /the cursor did not move/);
     assert.equal(shown.streams.find((s) => s.stream === stream)?.cursor?.seq, BEFORE, "the cursor stayed");
@@ -153,4 +155,32 @@ test("file sink: a write cut short by the file size limit (EFBIG) is undone, and
     readLog(dir, "efbig").map((r) => (r.kind === "entry" ? r.seq : -1)),
     [1, 2, 3, 4, 5, 6, 7],
   );
+});
+
+test("file sink: a fence that cannot take a token on a full disk is a SinkError that says what to do; the next open works", async (t) => {
+  if (!requirePrlimit(t)) return;
+  const dir = mkdtempSync(join(tmpdir(), "memipc-fence-efbig-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const first = await openFileSink(dir, { stream: "fenced" });
+  await first.write([
+    { kind: "entry", epoch: 1, seq: 1, time: Date.UTC(2026, 10, 24), node: "web-1", data: "one" },
+  ]);
+  await first.close();
+  // Taking a token writes SQLite's journal: with a limit smaller than one page it cannot.
+  limitFileSize(process.pid, 1000);
+  try {
+    await assert.rejects(openFileSink(dir, { stream: "fenced" }), (error: unknown) => {
+      assert.ok(error instanceof SinkError, String(error));
+      assert.match(
+        error.message,
+        /fence .*file size limit \(ulimit -f\).*raise the limit.*the cursor did not move/,
+      );
+      return true;
+    });
+  } finally {
+    limitFileSize(process.pid, "unlimited");
+  }
+  const again = await openFileSink(dir, { stream: "fenced" });
+  assert.deepEqual(again.cursor(), { epoch: 1, seq: 1 });
+  await again.close();
 });
