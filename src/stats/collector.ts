@@ -234,6 +234,8 @@ export class Collector {
   #refusedThisPass = false;
   /** The lastError saying the database refuses writes: cleared once everything held is stored. */
   #heldNote: string | undefined;
+  /** The lastError of a pass that failed as a whole: cleared by the next pass that succeeds. */
+  #passNote: string | undefined;
 
   constructor(client: Client, db: StatsDb, options: Partial<CollectorOptions> = {}) {
     this.#client = client;
@@ -482,6 +484,10 @@ export class Collector {
           this.options.onActive?.(token);
         }
         const result = await this.collectOnce();
+        if (this.#passNote !== undefined && this.metrics.lastError === this.#passNote) {
+          this.metrics.lastError = undefined;
+        }
+        this.#passNote = undefined;
         this.options.onPass?.(result);
         if (!signal?.aborted) await this.options.afterPass?.();
         failures = 0;
@@ -505,6 +511,7 @@ export class Collector {
 
   #noteError(error: Error): void {
     this.metrics.lastError = error.message;
+    this.#passNote = error.message;
     this.options.onError?.(error);
   }
 

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "../../src/client/index.js";
 import { ConfigError } from "../../src/errors.js";
+import { startServer } from "../../src/server/index.js";
 import { StatsDb } from "../../src/sinks/stats-db.js";
 import { Collector } from "../../src/stats/collector.js";
 import { counterKey, timerBucket, timerKey } from "../../src/stats/layout.js";
@@ -16,6 +17,7 @@ import { mergeHistograms, percentile } from "../../src/stats/percentile.js";
 import { StatsWriter } from "../../src/stats/writer.js";
 import { memcachedAvailable, requireMemcached, startRealMemcached } from "../helpers/real-memcached.js";
 import { TARGETS, type RunningServer } from "../helpers/targets.js";
+import { waitFor } from "../helpers/wait.js";
 import { startTextOnlyProxy, type TextOnlyProxy } from "../helpers/text-only-proxy.js";
 
 const T0 = Date.UTC(2026, 10, 24, 10, 0, 0); // a bucket boundary for 60 s buckets
@@ -327,5 +329,39 @@ describe("stats writer timer keys", () => {
     assert.equal(Number((await client.get(key))!.value.toString()), Math.max(...samples) * 1000);
     client.close();
     await server.stop();
+  });
+});
+
+describe("stats collector errors", () => {
+  it("collector: the error of a failed pass is shown until a pass succeeds, then cleared", async () => {
+    const server = await startServer({ port: 0 });
+    const client = new Client({ servers: `127.0.0.1:${server.port}` });
+    const dir = mkdtempSync(join(tmpdir(), "memipc-collector-errors-"));
+    const db = StatsDb.open(join(dir, "stats.db"));
+    let fail = true;
+    const collector = new Collector(client, db, {
+      namespace: "ce" + randomBytes(4).toString("hex"),
+      lease: false,
+      interval: 0.05,
+      // What the daemon runs after each pass (the daily report): failing once, as a full disk would.
+      afterPass: async () => {
+        if (fail) throw new Error("the report could not be written: ENOSPC");
+      },
+    });
+    const stop = new AbortController();
+    const running = collector.run(stop.signal);
+    try {
+      await waitFor(() => collector.metrics.lastError !== undefined, "the failed pass to be reported");
+      assert.match(collector.metrics.lastError!, /ENOSPC/);
+      fail = false;
+      await waitFor(() => collector.metrics.lastError === undefined, "the error to clear after a good pass");
+    } finally {
+      stop.abort();
+      await running;
+      db.close();
+      client.close();
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
