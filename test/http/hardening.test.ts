@@ -20,6 +20,7 @@ import {
 } from "../../src/http/server.js";
 import { Progress } from "../../src/progress/index.js";
 import { startServer, type MemcachedServer } from "../../src/server/index.js";
+import { dashboardSource } from "../helpers/dashboard-source.js";
 import { waitFor } from "../helpers/wait.js";
 
 const HEADERS_TIMEOUT_MS = 500; // the test server's: a slow client is cut off quickly
@@ -113,17 +114,9 @@ describe("http hardening", { timeout: 60_000 }, () => {
       port: 0,
       headersTimeout: HEADERS_TIMEOUT_MS,
       requestTimeout: 2 * HEADERS_TIMEOUT_MS,
-      routes: dashboardRoutes({
-        client,
-        namespace,
-        streams: ["log"],
-        drainers: [],
-        collector: undefined,
-        progress,
-        db: undefined,
-        logsDir: join(dir, "data", "logs"),
-        reportsDir,
-      }),
+      routes: dashboardRoutes(
+        dashboardSource(client, namespace, join(dir, "data"), { streams: ["log"], progress, reportsDir }),
+      ),
     });
     base = http.url;
   });

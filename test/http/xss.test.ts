@@ -19,6 +19,7 @@ import { startServer, type MemcachedServer } from "../../src/server/index.js";
 import { writeReportFiles } from "../../src/sinks/report-files.js";
 import { StatsDb } from "../../src/sinks/stats-db.js";
 import { Collector } from "../../src/stats/collector.js";
+import { dashboardSource } from "../helpers/dashboard-source.js";
 import { launchChromium } from "../helpers/browser.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -66,17 +67,7 @@ before(async () => {
     client,
     namespace,
     port: 0,
-    routes: dashboardRoutes({
-      client,
-      namespace,
-      streams: [],
-      drainers: [],
-      collector,
-      progress,
-      db,
-      logsDir: join(dir, "logs"),
-      reportsDir,
-    }),
+    routes: dashboardRoutes(dashboardSource(client, namespace, dir, { collector, progress, db, reportsDir })),
   });
 });
 

@@ -18,7 +18,6 @@ import { Client } from "../../src/client/index.js";
 import { DatabaseBusyError } from "../../src/errors.js";
 import { dashboardRoutes } from "../../src/http/dashboard/index.js";
 import { startHttpServer } from "../../src/http/index.js";
-import { Progress } from "../../src/progress/index.js";
 import { startServer, type MemcachedServer } from "../../src/server/index.js";
 import { StatsDb } from "../../src/sinks/stats-db.js";
 import { Collector } from "../../src/stats/collector.js";
@@ -26,6 +25,7 @@ import { bucketStart, counterKey } from "../../src/stats/layout.js";
 import { StatsWriter } from "../../src/stats/writer.js";
 import { fetchJson } from "../http/http-client.js";
 import { Cli, randomName, waitFor } from "../cli/run-cli.js";
+import { dashboardSource } from "../helpers/dashboard-source.js";
 
 const DB_LOCK = fileURLToPath(new URL("./workers/db-lock.js", import.meta.url));
 const TTL = 4; // s the writers' keys live: buckets closed while the lock is held expire before it ends
@@ -250,17 +250,7 @@ describe("stats collector on a locked database", { timeout: 90_000 }, () => {
       client,
       namespace,
       port: 0,
-      routes: dashboardRoutes({
-        client,
-        namespace,
-        streams: [],
-        drainers: [],
-        collector,
-        progress: new Progress(client, { namespace }),
-        db,
-        logsDir: join(dir, "logs"),
-        reportsDir: join(dir, "reports"),
-      }),
+      routes: dashboardRoutes(dashboardSource(client, namespace, dir, { collector, db })),
     });
     t.after(() => http.close());
     const warnings = async () =>
